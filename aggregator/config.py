@@ -1,0 +1,208 @@
+"""config.toml → frozen Settings. One table lists every option with its type,
+default, help and check; config.toml, the README and `aggregator config`
+are kept in step with it (a test fails when they are not)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from aggregator.errors import ConfigError
+from aggregator.seeds import DEFAULT_IGNORE
+
+CONFIG_ENV = "AGGREGATOR_CONFIG"
+DEFAULT_CONFIG = "config.toml"
+
+
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 < value < 65536 else "must be a port number from 1 to 65535"
+
+
+def _http_url(value: str) -> str | None:
+    ok = value.startswith(("http://", "https://")) and len(value) > len("https://")
+    return None if ok else "must be an absolute http:// or https:// URL"
+
+
+def _log_level(value: str) -> str | None:
+    levels = ("debug", "info", "warning", "error")
+    return None if value.lower() in levels else f"must be one of {', '.join(levels)}"
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str  # "section.name"
+    type: str  # "str", "int", "path", "globs", "url"
+    default: Any
+    help: str
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def field(self) -> str:
+        return self.key.replace(".", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("seeds.dir", "path", "seeds", "Folder of saved page text files to watch."),
+    Option("seeds.interval_seconds", "int", 60,
+           "Seconds between scheduled scans of the seed folder.", _positive),
+    Option("seeds.ignore", "globs", list(DEFAULT_IGNORE),
+           "File name patterns never read (hidden, editor swap and partial files)."),
+    Option("database.url", "url", "sqlite:///data/aggregator.db",
+           "SQLAlchemy URL of the store; a relative SQLite path is relative to this file."),
+    Option("server.host", "str", "127.0.0.1",
+           "Address to listen on. Loopback by default: the service has no authentication, "
+           "so exposing it is a choice to make (0.0.0.0, or a reverse proxy)."),
+    Option("server.port", "int", 8080, "TCP port to listen on.", _port),
+    Option("server.base_url", "str", "http://127.0.0.1:8080",
+           "Public address of the service; every link in the feeds starts with it.", _http_url),
+    Option("feeds.title", "str", "News aggregator", "Title of the overall feed; tag feeds add the tag."),
+    Option("feeds.description", "str", "Deduplicated news from the seed folder.",
+           "Subtitle / description of the feeds."),
+    Option("feeds.language", "str", "en", "Language of the feeds (RSS <language>, Atom xml:lang)."),
+    Option("feeds.limit", "int", 50, "Entries in a feed unless ?limit= asks for another number.",
+           _positive),
+    Option("feeds.max_limit", "int", 500, "Highest ?limit= a client may ask for.", _positive),
+    Option("feeds.max_age_seconds", "int", 300,
+           "Cache-Control max-age of feed responses: how long clients may reuse them.", _positive),
+    Option("feeds.export_dir", "path", "feeds",
+           "Folder the rendered feeds are also written to, for any static web server."),
+    Option("log.level", "str", "info", "Least important log messages shown.", _log_level),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    seeds_dir: Path
+    seeds_interval_seconds: int
+    seeds_ignore: tuple[str, ...]
+    database_url: str
+    server_host: str
+    server_port: int
+    server_base_url: str
+    feeds_title: str
+    feeds_description: str
+    feeds_language: str
+    feeds_limit: int
+    feeds_max_limit: int
+    feeds_max_age_seconds: int
+    feeds_export_dir: Path
+    log_level: str
+    config_path: Path | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.server_base_url.rstrip("/")
+
+
+def _check_type(option: Option, value: Any) -> str | None:
+    expected = {
+        "str": (str, "a string"),
+        "path": (str, "a path string"),
+        "url": (str, "a URL string"),
+        "int": (int, "an integer"),
+    }
+    if option.type == "globs":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return None
+        return "expected a list of strings"
+    kind, name = expected[option.type]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        return f"expected {name}, got {value!r}"
+    return None
+
+
+def _resolve(option: Option, value: Any, base: Path) -> Any:
+    if option.type == "path":
+        return (base / Path(value).expanduser()).resolve()
+    if option.type == "globs":
+        return tuple(value)
+    if option.type == "url":
+        return _database_url(value, base)
+    return value
+
+
+def _database_url(value: str, base: Path) -> str:
+    """Relative SQLite paths are taken relative to the config file."""
+    try:
+        url = make_url(value)
+    except ArgumentError as error:
+        raise ConfigError(f"database.url: {value!r} is not a valid SQLAlchemy URL") from error
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database).expanduser()
+        if not path.is_absolute():
+            url = url.set(database=str((base / path).resolve()))
+    return url.render_as_string(hide_password=False)
+
+
+def flatten(document: dict[str, Any]) -> dict[str, Any]:
+    """{"seeds": {"dir": x}} → {"seeds.dir": x}; a non-table at the top stays as is."""
+    flat: dict[str, Any] = {}
+    for section, table in document.items():
+        if isinstance(table, dict):
+            for name, value in table.items():
+                flat[f"{section}.{name}"] = value
+        else:
+            flat[section] = table
+    return flat
+
+
+def settings_from(values: dict[str, Any], base: Path, config_path: Path | None = None) -> Settings:
+    """Check raw values (flat keys) and build Settings; ConfigError names the key."""
+    known = {option.key: option for option in OPTIONS}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{key}: unknown configuration key")
+    resolved: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = values.get(option.key, option.default)
+        problem = _check_type(option, value) or (option.check(value) if option.check else None)
+        if problem:
+            raise ConfigError(f"{option.key}: {problem}")
+        resolved[option.field] = _resolve(option, value, base)
+    settings = Settings(**resolved, config_path=config_path)
+    if not settings.seeds_dir.is_dir():
+        raise ConfigError(f"seeds.dir: folder {str(settings.seeds_dir)!r} does not exist")
+    return settings
+
+
+def config_path(explicit: str | None) -> Path | None:
+    """--config wins, then $AGGREGATOR_CONFIG, then ./config.toml if present."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    default = Path(DEFAULT_CONFIG)
+    return default if default.exists() else None
+
+
+def load_settings(path: Path | None) -> Settings:
+    if path is None:
+        return settings_from({}, Path.cwd())
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"config file {str(path)!r} not found") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from error
+    return settings_from(flatten(document), path.resolve().parent, config_path=path.resolve())
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) of every option, for `aggregator config`."""
+    return [(o.key, o.type, repr(o.default), o.help) for o in OPTIONS]
+
+
+assert {o.field for o in OPTIONS} == {f.name for f in fields(Settings)} - {"config_path"}

@@ -1,0 +1,34 @@
+"""The one exception tree. Every error the service raises on purpose is an
+AggregatorError; its message is one line that names what was wrong."""
+
+
+class AggregatorError(Exception):
+    """Base of every error raised on purpose by the service."""
+
+
+class ConfigError(AggregatorError):
+    """config.toml (or a command-line option) is unusable."""
+
+
+class SeedError(AggregatorError):
+    """One seed file could not be read or holds no items.
+
+    `status` is what `aggregator sources` shows for the file: "skipped" when the
+    file is not a news page (empty, binary, unknown layout), "failed" when it
+    could not be read at all."""
+
+    def __init__(self, message: str, status: str = "skipped"):
+        super().__init__(message)
+        self.status = status
+
+
+class StorageError(AggregatorError):
+    """The database refused or failed an operation."""
+
+
+class NotFound(AggregatorError):
+    """A requested feed, tag or item does not exist."""
+
+
+class BadRequest(AggregatorError):
+    """A request parameter is out of range or malformed."""

@@ -1,0 +1,128 @@
+"""One scan of the seed folder: seeds → parse → dedupe → storage.
+
+Each changed file is one transaction, so a crash never leaves half a file in
+the store; a bad file is recorded with its reason and the scan goes on.
+Blocking: run it in a worker thread, never on the event loop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from aggregator import dedupe
+from aggregator.errors import AggregatorError, SeedError
+from aggregator.model import FileResult, ParsedItem, ScanReport
+from aggregator.parse import clean_text, parse_page
+from aggregator.seeds import DEFAULT_IGNORE, SeedFile, content_hash, decode, list_seed_files
+from aggregator.storage import SourceRow, Storage, Writer
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def mtime_of(seed: SeedFile) -> datetime:
+    return datetime.fromtimestamp(seed.mtime_ns / 1e9, tz=timezone.utc)
+
+
+def read_page(data: bytes, mtime: datetime):
+    """Bytes → Page; SeedError says why there is none."""
+    return parse_page(clean_text(decode(data)), mtime)
+
+
+def unique_guid(writer: Writer, item: ParsedItem) -> str:
+    guid = dedupe.item_guid(item.title, item.text)
+    n = 1
+    # Only two distinct stories with the same title and the same text could
+    # collide, and those are merged; numbering keeps the insert safe anyway.
+    while writer.guid_taken(guid):
+        n += 1
+        guid = dedupe.item_guid(item.title, f"{item.text}\n#{n}")
+    return guid
+
+
+def store_item(writer: Writer, item: ParsedItem, source: SourceRow, seen: datetime) -> str:
+    """Insert or merge one sighting; returns "new", "updated" or "same"."""
+    fp = dedupe.fingerprint(item.title, item.text)
+    match = dedupe.decide(item, writer.candidates(fp))
+    if match is None:
+        published = item.published or seen
+        writer.insert(item, fp, unique_guid(writer, item), published, source)
+        return "new"
+    change = dedupe.merge(match.item, item, {dedupe.tag_key(t): t for t in item.tags})
+    return "updated" if writer.update(match.item.id, change, fp, source) else "same"
+
+
+def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now: datetime) -> FileResult:
+    # An undated item is as old as the saved page, but never in the future.
+    seen = min(mtime_of(seed), now)
+    try:
+        page = read_page(data, seen)
+    except SeedError as error:
+        with storage.writer(now) as w:
+            w.source(seed.rel, seed.size, seed.mtime_ns, sha256, error.status, str(error), 0)
+        log.warning("%s: %s: %s", seed.rel, error.status, error)
+        return FileResult(seed.rel, error.status, str(error))
+    counts = {"new": 0, "updated": 0, "same": 0}
+    with storage.writer(now) as w:
+        source = w.source(seed.rel, seed.size, seed.mtime_ns, sha256, "ok", None, len(page.items))
+        for item in page.items:
+            counts[store_item(w, item, source, seen)] += 1
+    log.info("%s: %s page, %d items (%d new, %d updated)", seed.rel, page.layout,
+             len(page.items), counts["new"], counts["updated"])
+    return FileResult(seed.rel, "ok", None, counts["new"], counts["updated"], len(page.items))
+
+
+def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Clock) -> FileResult | None:
+    """Read one file whose size or mtime changed; None when its bytes did not."""
+    try:
+        data = seed.path.read_bytes()
+    except OSError as error:
+        reason = f"cannot read file: {error.strerror or error}"
+        log.warning("%s: failed: %s", seed.rel, reason)
+        with storage.writer(clock()) as w:
+            w.source(seed.rel, seed.size, seed.mtime_ns, known_sha or "", "failed", reason, 0)
+        return FileResult(seed.rel, "failed", reason)
+    sha256 = content_hash(data)
+    if sha256 == known_sha:
+        storage.touch_source(seed.rel, seed.size, seed.mtime_ns, clock())
+        return None
+    return ingest_file(storage, seed, data, sha256, clock())
+
+
+def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE,
+             clock: Clock = utc_now) -> ScanReport:
+    started = clock()
+    known = storage.sources()
+    seeds = list_seed_files(folder, ignore)
+    results: list[FileResult] = []
+    for seed in seeds:
+        previous = known.get(seed.rel)
+        if previous and previous.status != "failed" and (
+            (previous.size, previous.mtime_ns) == (seed.size, seed.mtime_ns)
+        ):
+            continue  # unchanged; a file that could not be read is tried again
+        try:
+            known_sha = previous.sha256 if previous and previous.status != "failed" else None
+            result = scan_file(storage, seed, known_sha, clock)
+        except AggregatorError as error:
+            # The store refused this file (locked, full …): nothing of it was
+            # written, and its source row is unchanged, so the next scan retries.
+            log.error("%s: failed: %s", seed.rel, error)
+            result = FileResult(seed.rel, "failed", str(error))
+        except Exception as error:  # a bug must not stop the other files
+            log.exception("%s: failed: unexpected error", seed.rel)
+            result = FileResult(seed.rel, "failed", f"unexpected error: {error!r}")
+        if result is not None:
+            results.append(result)
+    present = {seed.rel for seed in seeds}
+    gone = [path for path, src in known.items() if path not in present and src.status != "missing"]
+    storage.mark_missing(gone, clock())
+    return ScanReport(started=started, finished=clock(), files_seen=len(seeds),
+                      files=tuple(results), missing=len(gone))

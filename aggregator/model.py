@@ -1,0 +1,160 @@
+"""Frozen records passed between the stages. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str  # display name, as first seen
+    slug: str  # lowercase ASCII, used in feed URLs
+
+
+@dataclass(frozen=True)
+class ParsedItem:
+    """One news item as one page shows it.
+
+    A teaser (listing or tag page) has only `summary`; a full article has
+    `content`, and a wire article also its standfirst as `summary`."""
+
+    title: str
+    summary: str | None = None
+    content: str | None = None
+    published: datetime | None = None  # only when the page states a date
+    tags: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The longest text this sighting has: what dedup compares."""
+        return self.content or self.summary or ""
+
+    @property
+    def complete(self) -> bool:
+        return self.content is not None
+
+
+@dataclass(frozen=True)
+class Page:
+    layout: str  # "listing", "tag", "article" or "wire"
+    items: tuple[ParsedItem, ...]
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Identity keys of a text; each is an indexed column in the store, so
+    finding the candidates for a new item never scans all items."""
+
+    title_key: str
+    lead_key: str | None  # None when the text is too short to be told apart
+    simhash: int  # 64-bit, unsigned
+    bands: tuple[int, int, int, int]  # simhash split in four 16-bit bands
+
+
+@dataclass(frozen=True)
+class KnownItem:
+    """What dedup needs to know about an item already stored."""
+
+    id: int
+    guid: str
+    title: str
+    summary: str | None
+    content: str | None
+    published: datetime
+    tag_keys: frozenset[str] = frozenset()
+
+    @property
+    def text(self) -> str:
+        return self.content or self.summary or ""
+
+
+@dataclass(frozen=True)
+class ItemUpdate:
+    """New values for a stored item; None means keep the stored one."""
+
+    title: str | None = None
+    summary: str | None = None
+    content: str | None = None
+    published: datetime | None = None
+    new_tags: tuple[str, ...] = ()
+
+    @property
+    def changes_entry(self) -> bool:
+        return any(
+            v is not None for v in (self.title, self.summary, self.content, self.published)
+        ) or bool(self.new_tags)
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An item as the feeds and pages show it."""
+
+    guid: str
+    key: str  # URL-safe form of guid
+    title: str
+    summary: str | None
+    content: str | None
+    published: datetime
+    updated: datetime
+    tags: tuple[Tag, ...] = ()
+    sources: tuple[str, ...] = ()
+    related: tuple[tuple[str, str], ...] = ()  # (key, title) of related items
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """What the store remembers of one seed file."""
+
+    path: str  # relative to the seed folder, with "/" separators
+    size: int
+    mtime_ns: int
+    sha256: str
+    status: str  # "ok", "skipped", "failed" or "missing"
+    reason: str | None
+    item_count: int
+    checked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    status: str
+    reason: str | None = None
+    new_items: int = 0
+    updated_items: int = 0
+    parsed_items: int = 0
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    started: datetime
+    finished: datetime
+    files_seen: int
+    files: tuple[FileResult, ...] = field(default=())  # only the files read this scan
+    missing: int = 0
+
+    @property
+    def files_changed(self) -> int:
+        return len(self.files)
+
+    @property
+    def files_failed(self) -> tuple[FileResult, ...]:
+        return tuple(f for f in self.files if f.status != "ok")
+
+    @property
+    def new_items(self) -> int:
+        return sum(f.new_items for f in self.files)
+
+    @property
+    def updated_items(self) -> int:
+        return sum(f.updated_items for f in self.files)
+
+    @property
+    def changed_data(self) -> bool:
+        return self.new_items > 0 or self.updated_items > 0
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished - self.started).total_seconds()

@@ -1,0 +1,91 @@
+"""The seed folder: which files count, whether they changed, bytes → text."""
+
+from __future__ import annotations
+
+import codecs
+import fnmatch
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import charset_normalizer
+
+from aggregator.errors import SeedError
+
+# Editor swap files, partial downloads and hidden files are never pages.
+DEFAULT_IGNORE = (".*", "*~", "*.swp", "*.swx", "*.tmp", "*.part", "*.crdownload", "#*#")
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same bytes
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+@dataclass(frozen=True)
+class SeedFile:
+    path: Path  # absolute
+    rel: str  # relative to the seed folder, "/"-separated: the file's name in the store
+    size: int
+    mtime_ns: int
+
+
+def is_ignored(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def list_seed_files(folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE) -> list[SeedFile]:
+    """Regular files below the folder, sorted by name. Links are not followed:
+    nothing outside the folder is ever read."""
+    found: list[SeedFile] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue  # a folder removed or unreadable mid-scan; the next scan sees it again
+        for entry in entries:
+            if is_ignored(entry.name, ignore) or entry.is_symlink():
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                rel = Path(entry.path).relative_to(folder).as_posix()
+                found.append(SeedFile(Path(entry.path), rel, stat.st_size, stat.st_mtime_ns))
+    return sorted(found, key=lambda f: f.rel)
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode(data: bytes) -> str:
+    """Bytes of a saved page → text. A byte order mark decides; else UTF-8;
+    else a detector guesses the legacy encoding. Raises SeedError for empty
+    and binary files."""
+    if not data.strip():
+        raise SeedError("empty file: no text")
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as error:
+                raise SeedError(f"not valid {encoding} despite its byte order mark: {error.reason}") from error
+    if b"\x00" in data:
+        raise SeedError("binary file: contains NUL bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(data).best()
+    if best is None:
+        raise SeedError("binary file: no text encoding fits its bytes")
+    return str(best)

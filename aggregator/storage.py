@@ -1,0 +1,464 @@
+"""The store. The only module that talks to SQLAlchemy; everything else sees
+the records of aggregator.model. SQLite by default, any SQLAlchemy URL works:
+nothing below is specific to one database except the SQLite connection set-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    selectinload,
+    sessionmaker,
+)
+
+from aggregator.dedupe import guid_key, tag_key, tag_slug
+from aggregator.errors import StorageError
+from aggregator.model import (
+    Fingerprint,
+    ItemUpdate,
+    KnownItem,
+    ParsedItem,
+    SourceFile,
+    StoredItem,
+    Tag,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_CANDIDATES = 50
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every database (SQLite keeps no time zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+item_tags = Table(
+    "item_tags",
+    Base.metadata,
+    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_item_tags_tag", "tag_id", "item_id"),
+)
+
+item_sources = Table(
+    "item_sources",
+    Base.metadata,
+    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("source_id", ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_item_sources_source", "source_id", "item_id"),
+)
+
+
+class ItemRow(Base):
+    __tablename__ = "items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guid: Mapped[str] = mapped_column(String(200), unique=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[str | None] = mapped_column(Text)
+    published: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    tags: Mapped[list[TagRow]] = relationship(secondary=item_tags, order_by="TagRow.id")
+    sources: Mapped[list[SourceRow]] = relationship(secondary=item_sources, order_by="SourceRow.path")
+
+    __table_args__ = (Index("ix_items_newest", "published", "id"),)
+
+
+class FingerprintRow(Base):
+    """Identity keys of every sighting of an item (title, opening words,
+    SimHash bands). An item keeps the keys of all the texts and titles it was
+    seen with, so a later copy of any of them finds it."""
+
+    __tablename__ = "fingerprints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str] = mapped_column(String(40))
+
+    __table_args__ = (
+        UniqueConstraint("kind", "value", "item_id", name="uq_fingerprint"),
+        Index("ix_fingerprints_item", "item_id"),
+    )
+
+
+class TagRow(Base):
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class SourceRow(Base):
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(String(1000), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    item_count: Mapped[int] = mapped_column(Integer, default=0)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the server read while the ingester writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise StorageError(f"database url {url!r} is not a valid SQLAlchemy URL") from error
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _tag(row: TagRow) -> Tag:
+    return Tag(name=row.name, slug=row.slug)
+
+
+def _stored(row: ItemRow) -> StoredItem:
+    return StoredItem(
+        guid=row.guid,
+        key=row.key,
+        title=row.title,
+        summary=row.summary,
+        content=row.content,
+        published=row.published,
+        updated=row.updated,
+        tags=tuple(_tag(t) for t in row.tags),
+        sources=tuple(s.path for s in row.sources),
+    )
+
+
+def _known(row: ItemRow) -> KnownItem:
+    return KnownItem(
+        id=row.id,
+        guid=row.guid,
+        title=row.title,
+        summary=row.summary,
+        content=row.content,
+        published=row.published,
+        tag_keys=frozenset(t.key for t in row.tags),
+    )
+
+
+def _source(row: SourceRow) -> SourceFile:
+    return SourceFile(
+        path=row.path,
+        size=row.size,
+        mtime_ns=row.mtime_ns,
+        sha256=row.sha256,
+        status=row.status,
+        reason=row.reason,
+        item_count=row.item_count,
+        checked_at=row.checked_at,
+    )
+
+
+def _fingerprint_keys(fp: Fingerprint) -> list[tuple[str, str]]:
+    keys = [("title", fp.title_key)]
+    if fp.lead_key:
+        keys.append(("lead", fp.lead_key))
+    keys.extend((f"band{i}", format(band, "04x")) for i, band in enumerate(fp.bands))
+    return keys
+
+
+class Writer:
+    """Writes of one ingest transaction (one seed file)."""
+
+    def __init__(self, session: Session, now: datetime):
+        self.session = session
+        self.now = now
+
+    def candidates(self, fp: Fingerprint) -> list[KnownItem]:
+        """Stored items sharing any identity key with the fingerprint."""
+        matches = or_(
+            *(and_(FingerprintRow.kind == kind, FingerprintRow.value == value)
+              for kind, value in _fingerprint_keys(fp))
+        )
+        ids = select(FingerprintRow.item_id).where(matches).distinct().limit(MAX_CANDIDATES)
+        rows = self.session.scalars(
+            select(ItemRow).where(ItemRow.id.in_(ids)).options(selectinload(ItemRow.tags))
+        )
+        return [_known(row) for row in rows]
+
+    def source(self, path: str, size: int, mtime_ns: int, sha256: str, status: str,
+               reason: str | None, item_count: int) -> SourceRow:
+        row = self.session.scalar(select(SourceRow).where(SourceRow.path == path))
+        if row is None:
+            row = SourceRow(path=path)
+            self.session.add(row)
+        row.size, row.mtime_ns, row.sha256 = size, mtime_ns, sha256
+        row.status, row.reason, row.item_count = status, reason, item_count
+        row.checked_at = self.now
+        return row
+
+    def _tags(self, names: Sequence[str]) -> list[TagRow]:
+        rows: dict[str, TagRow] = {}
+        for name in names:
+            key = tag_key(name)
+            if key in rows:
+                continue
+            row = self.session.scalar(select(TagRow).where(TagRow.key == key))
+            if row is None:
+                row = TagRow(name=name, key=key, slug=self._free_slug(tag_slug(name)))
+                self.session.add(row)
+                self.session.flush()
+            rows[key] = row
+        return list(rows.values())
+
+    def _free_slug(self, slug: str) -> str:
+        # Two tags may fold to one slug ("C" and "C++"): the later one is numbered.
+        candidate, n = slug, 1
+        while self.session.scalar(select(TagRow.id).where(TagRow.slug == candidate)) is not None:
+            n += 1
+            candidate = f"{slug}-{n}"
+        return candidate
+
+    def _add_fingerprint(self, item_id: int, fp: Fingerprint) -> None:
+        wanted = _fingerprint_keys(fp)
+        have = set(
+            self.session.execute(
+                select(FingerprintRow.kind, FingerprintRow.value).where(
+                    FingerprintRow.item_id == item_id
+                )
+            ).tuples()
+        )
+        for kind, value in wanted:
+            if (kind, value) not in have:
+                self.session.add(FingerprintRow(item_id=item_id, kind=kind, value=value))
+
+    def guid_taken(self, guid: str) -> bool:
+        return self.session.scalar(select(ItemRow.id).where(ItemRow.guid == guid)) is not None
+
+    def insert(self, item: ParsedItem, fp: Fingerprint, guid: str, published: datetime,
+               source: SourceRow) -> None:
+        row = ItemRow(
+            guid=guid,
+            key=guid_key(guid),
+            title=item.title,
+            summary=item.summary,
+            content=item.content,
+            published=published,
+            updated=self.now,
+            first_seen=self.now,
+        )
+        row.tags = self._tags(item.tags)
+        row.sources = [source]
+        self.session.add(row)
+        self.session.flush()
+        self._add_fingerprint(row.id, fp)
+        self.session.flush()
+
+    def update(self, item_id: int, change: ItemUpdate, fp: Fingerprint, source: SourceRow) -> bool:
+        """Apply a merge; True when the item as a feed shows it changed."""
+        row = self.session.get(ItemRow, item_id)
+        if row is None:
+            raise StorageError(f"item {item_id} vanished during ingest")
+        for field in ("title", "summary", "content", "published"):
+            value = getattr(change, field)
+            if value is not None:
+                setattr(row, field, value)
+        if change.new_tags:
+            row.tags.extend(self._tags(change.new_tags))
+        if change.changes_entry:
+            row.updated = self.now
+        if source not in row.sources:
+            row.sources.append(source)
+        self._add_fingerprint(item_id, fp)
+        self.session.flush()
+        return change.changes_entry
+
+
+class Storage:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        with self._errors("create the schema"):
+            Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as error:
+            reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+            raise StorageError(f"database error while trying to {doing}: {reason}") from error
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._errors("read"), self._sessions() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def writer(self, now: datetime) -> Iterator[Writer]:
+        """One transaction: everything written inside lands together or not at all."""
+        with self._errors("write"), self._sessions() as session, session.begin():
+            yield Writer(session, now)
+
+    # --- sources ---------------------------------------------------------
+
+    def sources(self) -> dict[str, SourceFile]:
+        with self._read() as session:
+            rows = session.scalars(select(SourceRow).order_by(SourceRow.path))
+            return {row.path: _source(row) for row in rows}
+
+    def touch_source(self, path: str, size: int, mtime_ns: int, now: datetime) -> None:
+        """Same bytes, new size or mtime: remember them so the next scan skips the file."""
+        with self.writer(now) as w:
+            w.session.execute(
+                update(SourceRow)
+                .where(SourceRow.path == path)
+                .values(size=size, mtime_ns=mtime_ns, checked_at=now)
+            )
+
+    def mark_missing(self, paths: Sequence[str], now: datetime) -> None:
+        if not paths:
+            return
+        with self.writer(now) as w:
+            w.session.execute(
+                update(SourceRow)
+                .where(SourceRow.path.in_(paths))
+                .values(status="missing", reason="file no longer in the seed folder",
+                        checked_at=now)
+            )
+
+    # --- reading for feeds and pages ---------------------------------------
+
+    def item_count(self) -> int:
+        with self._read() as session:
+            return session.scalar(select(func.count(ItemRow.id))) or 0
+
+    def tags(self) -> list[tuple[Tag, int]]:
+        """Every tag with its item count, by name."""
+        with self._read() as session:
+            rows = session.execute(
+                select(TagRow, func.count(item_tags.c.item_id))
+                .join(item_tags, item_tags.c.tag_id == TagRow.id)
+                .group_by(TagRow.id)
+                .order_by(TagRow.key)
+            ).tuples()
+            return [(_tag(tag), count) for tag, count in rows]
+
+    def find_tag(self, slug_or_name: str) -> Tag | None:
+        """A tag by its slug, or by its name in any case or normal form."""
+        with self._read() as session:
+            row = session.scalar(select(TagRow).where(TagRow.slug == slug_or_name.lower()))
+            if row is None:
+                row = session.scalar(select(TagRow).where(TagRow.key == tag_key(slug_or_name)))
+            return None if row is None else _tag(row)
+
+    def newest_items(self, limit: int, offset: int = 0,
+                     tag_slugs: Sequence[str] = (), match_all: bool = False) -> list[StoredItem]:
+        """Items newest first; with tags, those carrying any (or all) of them."""
+        query = select(ItemRow)
+        if tag_slugs:
+            tagged = (
+                select(item_tags.c.item_id)
+                .join(TagRow, TagRow.id == item_tags.c.tag_id)
+                .where(TagRow.slug.in_(tag_slugs))
+                .group_by(item_tags.c.item_id)
+            )
+            if match_all:
+                tagged = tagged.having(func.count() == len(set(tag_slugs)))
+            query = query.where(ItemRow.id.in_(tagged))
+        query = (
+            query.order_by(ItemRow.published.desc(), ItemRow.id.asc())
+            .limit(limit)
+            .offset(offset)
+            .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources))
+        )
+        with self._read() as session:
+            return [_stored(row) for row in session.scalars(query)]
+
+    def all_items(self) -> list[StoredItem]:
+        with self._read() as session:
+            rows = session.scalars(
+                select(ItemRow)
+                .order_by(ItemRow.published.desc(), ItemRow.id.asc())
+                .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources))
+            )
+            return [_stored(row) for row in rows]
+
+    def item(self, key: str) -> StoredItem | None:
+        with self._read() as session:
+            row = session.scalar(
+                select(ItemRow)
+                .where(ItemRow.key == key)
+                .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources))
+            )
+            return None if row is None else _stored(row)

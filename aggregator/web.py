@@ -1,0 +1,281 @@
+"""The HTTP server: feeds from a cache of rendered bytes, pages for people.
+
+Long-lived parts (store, ingester, scheduler) start and stop in cleanup_ctx.
+Nothing here blocks the event loop: reads, rendering and ingest run in
+worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from aggregator.config import Settings
+from aggregator.errors import AggregatorError, BadRequest, NotFound
+from aggregator.ingest import Clock, utc_now
+from aggregator.model import ScanReport
+from aggregator.publish import FeedSpec, RenderedFeed, render_feed
+from aggregator.render import FORMATS, text_to_html
+from aggregator.scheduler import Ingester, start_scheduler
+from aggregator.storage import Storage
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+STORAGE = web.AppKey("storage", Storage)
+INGESTER = web.AppKey("ingester", Ingester)
+CACHE = web.AppKey("cache", "FeedCache")
+SCHEDULE = web.AppKey("schedule", bool)
+CLOCK = web.AppKey("clock", Clock)  # type: ignore[arg-type]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class FeedCache:
+    """Rendered feeds by (spec, limit), dropped whole when the data changes.
+
+    The generation guards against a render that started before a change
+    landing in the cache after it."""
+
+    entries: dict[tuple[FeedSpec, int], RenderedFeed] = field(default_factory=dict)
+    generation: int = 0
+    hits: int = 0
+    misses: int = 0
+
+    def invalidate(self, _report: ScanReport | None = None) -> None:
+        self.generation += 1
+        self.entries.clear()
+
+
+async def in_thread(func: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+
+# --- errors: the one place exceptions become HTTP statuses -------------------
+
+STATUS = {NotFound: 404, BadRequest: 400}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AggregatorError as error:
+        status = STATUS.get(type(error), 503)
+        if status == 503:
+            log.error("%s %s: %s", request.method, request.path, error)
+        return web.Response(status=status, text=f"{error}\n")
+
+
+# --- feeds -----------------------------------------------------------------
+
+
+def parse_limit(request: web.Request, settings: Settings) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return settings.feeds_limit
+    cap = settings.feeds_max_limit
+    if not raw.isdigit() or not 1 <= int(raw) <= cap:
+        raise BadRequest(f"limit must be a whole number from 1 to {cap}, got {raw!r}")
+    return int(raw)
+
+
+def split_tags(raw: str) -> tuple[tuple[str, ...], bool]:
+    """"a,b" → items with all of the tags; "a+b" → with any of them."""
+    if "," in raw:
+        return tuple(raw.split(",")), True
+    return tuple(raw.split("+")), False
+
+
+async def canonical_spec(request: web.Request, fmt: str, raw_tags: str) -> FeedSpec:
+    storage = request.app[STORAGE]
+    names, match_all = split_tags(raw_tags)
+    if len(names) > 1 and await in_thread(storage.find_tag, raw_tags):
+        names, match_all = (raw_tags,), False  # a tag whose name holds "+" or ","
+    slugs = []
+    for name in names:
+        tag = await in_thread(storage.find_tag, name)
+        if tag is None:
+            raise NotFound(f"no tag {name!r}")
+        slugs.append(tag.slug)
+    spec = FeedSpec(fmt, tuple(slugs), match_all and len(slugs) > 1)
+    if spec.path != request.path:
+        # Display names and odd case work, but each feed has one address.
+        location = spec.path + (f"?{request.query_string}" if request.query_string else "")
+        raise web.HTTPMovedPermanently(location)
+    return spec
+
+
+def not_modified(request: web.Request, feed: RenderedFeed, etag: str) -> bool:
+    match = request.headers.get("If-None-Match")
+    if match is not None:
+        tags = {t.strip().removeprefix("W/") for t in match.split(",")}
+        return "*" in tags or etag in tags or feed.etag in tags
+    since = request.if_modified_since
+    return since is not None and feed.last_modified.replace(microsecond=0) <= since
+
+
+def accepts_gzip(request: web.Request) -> bool:
+    for part in request.headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+async def serve_feed(request: web.Request, spec: FeedSpec) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    limit = parse_limit(request, settings)
+    cache = request.app[CACHE]
+    key = (spec, limit)
+    feed = cache.entries.get(key)
+    if feed is None:
+        cache.misses += 1
+        generation = cache.generation
+        feed = await in_thread(render_feed, request.app[STORAGE], settings, spec, limit)
+        if generation == cache.generation:
+            cache.entries[key] = feed
+    else:
+        cache.hits += 1
+    gzipped = accepts_gzip(request)
+    # Each representation has its own strong validator.
+    etag = feed.etag[:-1] + '-gzip"' if gzipped else feed.etag
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"public, max-age={settings.feeds_max_age_seconds}",
+        "Vary": "Accept-Encoding",
+    }
+    if not_modified(request, feed, etag):
+        response = web.Response(status=304, headers=headers)
+    else:
+        body = feed.gzipped if gzipped else feed.body
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        response = web.Response(body=body, headers=headers)
+        response.headers["Content-Type"] = feed.content_type
+    response.last_modified = feed.last_modified
+    return response
+
+
+async def overall_feed(request: web.Request) -> web.StreamResponse:
+    return await serve_feed(request, FeedSpec(request.match_info["fmt"]))
+
+
+async def tag_feed(request: web.Request) -> web.StreamResponse:
+    spec = await canonical_spec(request, request.match_info["fmt"], request.match_info["tags"])
+    return await serve_feed(request, spec)
+
+
+# --- pages for people --------------------------------------------------------
+
+
+def feed_links(base: str, spec_name: str) -> list[dict[str, str]]:
+    return [
+        {"fmt": fmt, "type": FORMATS[fmt].split(";")[0], "href": f"{base}/feeds/{spec_name}.{fmt}"}
+        for fmt in FORMATS
+    ]
+
+
+@aiohttp_jinja2.template("index.html")
+async def index_page(request: web.Request) -> dict[str, Any]:
+    settings, storage = request.app[SETTINGS], request.app[STORAGE]
+    tags = await in_thread(storage.tags)
+    items = await in_thread(storage.newest_items, settings.feeds_limit)
+    total = await in_thread(storage.item_count)
+    return {
+        "settings": settings,
+        "title": settings.feeds_title,
+        "feeds": feed_links(settings.base_url, "all"),
+        "tags": tags,
+        "total": total,
+        "items": items,
+        "last_scan": request.app[INGESTER].last_report,
+    }
+
+
+@aiohttp_jinja2.template("tag.html")
+async def tag_page(request: web.Request) -> dict[str, Any]:
+    settings, storage = request.app[SETTINGS], request.app[STORAGE]
+    tag = await in_thread(storage.find_tag, request.match_info["slug"])
+    if tag is None:
+        raise NotFound(f"no tag {request.match_info['slug']!r}")
+    if tag.slug != request.match_info["slug"]:
+        raise web.HTTPMovedPermanently(f"/tags/{tag.slug}")
+    items = await in_thread(storage.newest_items, settings.feeds_max_limit, 0, (tag.slug,))
+    return {
+        "settings": settings,
+        "title": f"{settings.feeds_title}: {tag.name}",
+        "tag": tag,
+        "feeds": feed_links(settings.base_url, f"tags/{tag.slug}"),
+        "items": items,
+    }
+
+
+@aiohttp_jinja2.template("item.html")
+async def item_page(request: web.Request) -> dict[str, Any]:
+    settings, storage = request.app[SETTINGS], request.app[STORAGE]
+    item = await in_thread(storage.item, request.match_info["key"])
+    if item is None:
+        raise NotFound(f"no item {request.match_info['key']!r}")
+    return {
+        "settings": settings,
+        "title": item.title,
+        "item": item,
+        # A standfirst is shown above the text; a teaser the text starts with is not.
+        "standfirst": item.content and item.summary and not item.content.startswith(item.summary),
+        "feeds": feed_links(settings.base_url, "all"),
+    }
+
+
+# --- the application -----------------------------------------------------------
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    storage = await in_thread(Storage, app[SETTINGS].database_url)
+    app[STORAGE] = storage
+    yield
+    storage.close()
+
+
+async def ingester_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    ingester = Ingester(settings, app[STORAGE], app[CACHE].invalidate, app[CLOCK])
+    app[INGESTER] = ingester
+    scheduler = start_scheduler(ingester, settings.seeds_interval_seconds) if app[SCHEDULE] else None
+    yield
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
+    await asyncio.get_running_loop().run_in_executor(None, ingester.close)
+
+
+def make_app(settings: Settings, *, schedule: bool = True, clock: Clock = utc_now) -> web.Application:
+    """The service. With schedule=False nothing scans by itself (tests call
+    app[INGESTER].scan())."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[SETTINGS] = settings
+    app[CACHE] = FeedCache()
+    app[SCHEDULE] = schedule
+    app[CLOCK] = clock
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("aggregator", "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+    )
+    env.filters["paragraphs"] = lambda text: jinja2.utils.markupsafe.Markup(text_to_html(text or ""))
+    env.filters["isodate"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M UTC")
+    app.cleanup_ctx.append(storage_ctx)
+    app.cleanup_ctx.append(ingester_ctx)
+    fmt = "{fmt:rss|atom}"
+    app.router.add_get(f"/feeds/all.{fmt}", overall_feed)
+    app.router.add_get(f"/feeds/tags/{{tags}}.{fmt}", tag_feed)
+    app.router.add_get("/", index_page)
+    app.router.add_get("/tags/{slug}", tag_page)
+    app.router.add_get("/items/{key}", item_page)
+    return app
