@@ -145,7 +145,7 @@ def texts_compatible(a: list[str], b: list[str]) -> bool:
 @dataclass(frozen=True)
 class Match:
     item: KnownItem
-    rule: str  # "same-title", "teaser-of-article" or "near-duplicate"
+    rule: str  # "same-title", "contained-text" or "near-duplicate"
 
 
 def decide(new: ParsedItem, candidates: list[KnownItem]) -> Match | None:
@@ -163,7 +163,7 @@ def decide(new: ParsedItem, candidates: list[KnownItem]) -> Match | None:
     return best
 
 
-RULE_STRENGTH = {"near-duplicate": 1, "teaser-of-article": 2, "same-title": 3}
+RULE_STRENGTH = {"near-duplicate": 1, "contained-text": 2, "same-title": 3}
 
 
 def match_rule(new_title: str, new_words: list[str], known: KnownItem) -> str | None:
@@ -174,7 +174,7 @@ def match_rule(new_title: str, new_words: list[str], known: KnownItem) -> str | 
         return None
     short, long = sorted((new_words, known_words), key=len)
     if contains(short, long):
-        return "teaser-of-article"
+        return "contained-text"
     if jaccard(new_words, known_words) >= NEAR_DUPLICATE:
         return "near-duplicate"
     return None

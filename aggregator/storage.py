@@ -292,7 +292,7 @@ class Writer:
                 select(FingerprintRow.kind, FingerprintRow.value).where(
                     FingerprintRow.item_id == item_id
                 )
-            ).tuples()
+            )
         )
         for kind, value in wanted:
             if (kind, value) not in have:
@@ -411,7 +411,7 @@ class Storage:
                 .join(item_tags, item_tags.c.tag_id == TagRow.id)
                 .group_by(TagRow.id)
                 .order_by(TagRow.key)
-            ).tuples()
+            )
             return [(_tag(tag), count) for tag, count in rows]
 
     def find_tag(self, slug_or_name: str) -> Tag | None:

@@ -1,0 +1,101 @@
+"""The command line as a user runs it, in a subprocess."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import feedparser
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture
+def config(tmp_path, seed_dir):
+    path = tmp_path / "config.toml"
+    port = free_port()
+    path.write_text(
+        f'[seeds]\ndir = "seeds"\ninterval_seconds = 3600\n'
+        f'[database]\nurl = "sqlite:///state/agg.db"\n'
+        f'[server]\nport = {port}\nbase_url = "http://127.0.0.1:{port}"\n'
+        f'[feeds]\nexport_dir = "public"\n'
+    )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def aggregator(config, *args):
+    result = subprocess.run([sys.executable, "-m", "aggregator", "--config", str(config), *args],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_ingest_twice_reports_no_new_items_the_second_time(config):
+    first = aggregator(config, "ingest")
+    assert "files: 5 seen, 5 changed, 0 failed, 0 gone" in first
+    assert "items: 30 new, 1 updated" in first
+    second = aggregator(config, "ingest")
+    assert "files: 5 seen, 0 changed, 0 failed, 0 gone" in second
+    assert "items: 0 new, 0 updated" in second
+    exported = sorted(p.relative_to(config.parent / "public").as_posix()
+                      for p in (config.parent / "public").rglob("*") if p.is_file())
+    assert exported == ["all.atom", "all.rss", "tags/assad.atom", "tags/assad.rss",
+                        "tags/idlib.atom", "tags/idlib.rss"]
+
+
+def test_items_tags_and_sources_listings(config):
+    aggregator(config, "ingest")
+    items = json.loads(aggregator(config, "items", "--json"))
+    assert len(items) == 30
+    assert set(items[0]) == {"id", "key", "title", "tags", "summary", "content", "published", "updated", "sources"}
+    merged = [i for i in items if len(i["sources"]) == 2]
+    assert [i["title"] for i in merged] == ["Russia and Israel resume military cooperation in Syria"]
+    assert sum("Idlib" in i["tags"] for i in items) == 10
+    assert aggregator(config, "tags").splitlines() == ["Assad\tassad\t10", "Idlib\tidlib\t10"]
+    sources = aggregator(config, "sources").splitlines()
+    assert sources[0] == "ok\t000_80a9e1c70313a31c.txt\t9 items" and len(sources) == 5
+
+
+def test_export_to_another_folder(config, tmp_path):
+    aggregator(config, "ingest")
+    out = aggregator(config, "export", str(tmp_path / "static"))
+    assert out.startswith("6 feed files written to")
+    feed = feedparser.parse((tmp_path / "static" / "tags" / "idlib.atom").read_bytes())
+    assert not feed.bozo and len(feed.entries) == 10
+
+
+def test_serve_answers_with_all_feeds_and_stops_cleanly_on_sigterm(config):
+    port = int(config.read_text().split("port = ")[1].split("\n")[0])
+    process = subprocess.Popen([sys.executable, "-m", "aggregator", "--config", str(config), "serve"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, feed = time.monotonic() + 10, None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/all.atom", timeout=2) as r:
+                    feed = feedparser.parse(r.read())
+                if len(feed.entries) == 30:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert feed is not None and len(feed.entries) == 30, "no full feed within 10 seconds"
+        for path, count in (("tags/idlib.atom", 10), ("tags/assad.rss", 10)):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/{path}", timeout=5) as r:
+                assert len(feedparser.parse(r.read()).entries) == count
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr
+    assert "000_80a9e1c70313a31c.txt: listing page, 9 items" in stderr

@@ -1,0 +1,73 @@
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from aggregator.config import OPTIONS, flatten, load_settings, settings_from
+from aggregator.errors import ConfigError
+from conftest import ROOT
+
+
+def test_shipped_config_documents_every_key_with_its_default():
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    values = flatten(tomllib.loads(text))
+    assert set(values) == {o.key for o in OPTIONS}
+    for option in OPTIONS:
+        assert values[option.key] == option.default, option.key
+        name = option.key.split(".")[1]
+        comment = re.search(rf"((?:#.*\n)+){name} =", text)
+        assert comment, f"{option.key} has no comment in config.toml"
+
+
+def test_readme_documents_every_key():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [o.key for o in OPTIONS if f"`{o.key}`" not in readme]
+    assert not missing
+
+
+def test_shipped_config_loads(tmp_path):
+    settings = load_settings(ROOT / "config.toml")
+    assert settings.seeds_dir == ROOT / "seeds"
+    assert settings.database_url == f"sqlite:///{ROOT / 'data' / 'aggregator.db'}"
+    assert (settings.server_host, settings.server_port, settings.feeds_limit) == ("127.0.0.1", 8080, 50)
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"seeds.colour": "red"}, "seeds.colour: unknown configuration key"),
+        ({"seeds.interval_seconds": "60"}, "seeds.interval_seconds: expected an integer, got '60'"),
+        ({"seeds.interval_seconds": 0}, "seeds.interval_seconds: must be greater than 0"),
+        ({"server.port": True}, "server.port: expected an integer, got True"),
+        ({"server.port": 70000}, "server.port: must be a port number from 1 to 65535"),
+        ({"seeds.dir": "nowhere"}, "seeds.dir: folder"),
+        ({"server.base_url": "example.org"}, "server.base_url: must be an absolute http"),
+        ({"seeds.ignore": "*.tmp"}, "seeds.ignore: expected a list of strings"),
+        ({"log.level": "loud"}, "log.level: must be one of"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, values, message):
+    (tmp_path / "seeds").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        settings_from(values, tmp_path)
+    assert str(caught.value).startswith(message)
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "aggregator", *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=60)
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path):
+    config = tmp_path / "config.toml"
+    (tmp_path / "seeds").mkdir()
+    config.write_text('[feeds]\nlimit = "many"\n')
+    result = run_cli("--config", str(config), "ingest")
+    assert result.returncode == 2
+    assert result.stderr == "aggregator: configuration error: feeds.limit: expected an integer, got 'many'\n"
+    config.write_text("[feeds\n")
+    result = run_cli("--config", str(config), "ingest")
+    assert result.returncode == 2 and "is not valid TOML" in result.stderr
+    assert result.stderr.count("\n") == 1

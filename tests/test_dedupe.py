@@ -1,0 +1,131 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from aggregator import dedupe
+from aggregator.model import KnownItem, ParsedItem
+from test_parse import seed_page
+
+T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+
+
+def known(item: ParsedItem, id: int = 1, tags=()) -> KnownItem:
+    return KnownItem(id=id, guid=f"urn:uuid:{id}", title=item.title, summary=item.summary,
+                     content=item.content, published=item.published or T0,
+                     tag_keys=frozenset(dedupe.tag_key(t) for t in tags))
+
+
+STORM_NORTH = ParsedItem(
+    title="Storm hits northern coast",
+    content="Heavy rain and winds of up to 120 km/h hit the northern coast overnight, cutting power "
+    "to thousands of homes in three fishing towns, the regional grid operator said on Sunday.",
+)
+STORM_SOUTH = ParsedItem(
+    title="Storm hits southern coast",
+    content="A second storm front reached the southern beaches late on Monday, flooding the old "
+    "harbour district and forcing the closure of two schools and the main ferry terminal.",
+)
+
+
+def test_listing_teaser_and_full_article_are_one_item():
+    teaser = seed_page("000").items[0]
+    article = seed_page("002").items[0]
+    match = dedupe.decide(article, [known(teaser)])
+    assert match is not None and match.rule == "same-title"
+    # Also without the title's help: the teaser is the article's opening.
+    retitled = ParsedItem(title="Lavrov: Moscow and Jerusalem coordinate again", content=article.content)
+    match = dedupe.decide(retitled, [known(teaser)])
+    assert match is not None and match.rule == "contained-text"
+
+
+def test_another_outlets_report_of_the_same_event_stays_apart():
+    article = seed_page("002").items[0]
+    wire = seed_page("003").items[0]
+    assert dedupe.decide(wire, [known(article)]) is None
+    assert dedupe.decide(article, [known(wire)]) is None
+
+
+def test_similar_titles_with_different_bodies_stay_apart():
+    assert dedupe.decide(STORM_SOUTH, [known(STORM_NORTH)]) is None
+
+
+def test_same_title_different_body_stays_apart():
+    other = ParsedItem(title=STORM_NORTH.title, content=STORM_SOUTH.content)
+    assert dedupe.decide(other, [known(STORM_NORTH)]) is None
+
+
+def test_edited_headline_with_same_text_is_one_item():
+    body = STORM_NORTH.content.replace("Sunday", "Sunday evening")
+    edited = ParsedItem(title="Storm cuts power on northern coast", content=body)
+    match = dedupe.decide(edited, [known(STORM_NORTH)])
+    assert match is not None and match.rule != "same-title"
+
+
+def test_headline_edited_by_a_comma_and_quotes_is_the_same_title():
+    assert dedupe.normalize_title("Russia’s “plan” – explained…") == dedupe.normalize_title(
+        "Russia's \"plan\" - explained"
+    )
+    assert dedupe.normalize_title("Storm hits, coast") != dedupe.normalize_title("Storm hits coast today")
+
+
+def test_strongest_rule_wins_among_candidates():
+    article = seed_page("002").items[0]
+    teaser = seed_page("000").items[0]
+    unrelated = seed_page("003").items[0]
+    match = dedupe.decide(article, [known(unrelated, id=1), known(teaser, id=2)])
+    assert match.item.id == 2
+
+
+def test_merge_upgrades_teaser_to_article_and_keeps_the_teaser_as_summary():
+    teaser = seed_page("000").items[0]
+    article = seed_page("002").items[0]
+    change = dedupe.merge(known(teaser), article, {})
+    assert change.content == article.content
+    assert change.summary is None  # the stored teaser stays the summary
+    assert change.changes_entry
+
+
+def test_merge_of_a_teaser_into_a_stored_article_adds_its_summary():
+    teaser = seed_page("000").items[0]
+    article = seed_page("002").items[0]
+    change = dedupe.merge(known(article), teaser, {})
+    assert change.content is None and change.title is None
+    assert change.summary == teaser.summary
+
+
+def test_merging_the_same_sighting_again_changes_nothing():
+    item = seed_page("001").items[0]
+    change = dedupe.merge(known(item, tags=item.tags), item, {dedupe.tag_key(t): t for t in item.tags})
+    assert not change.changes_entry
+
+
+def test_merge_adds_only_new_tags():
+    item = seed_page("001").items[0]
+    change = dedupe.merge(known(item, tags=("idlib",)), item, {"idlib": "Idlib", "assad": "Assad"})
+    assert change.new_tags == ("Assad",)
+
+
+@pytest.mark.parametrize(
+    "name,slug",
+    [("Côte d'Ivoire", "cote-d-ivoire"), ("Idlib", "idlib"), ("  Middle East / Gulf ", "middle-east-gulf")],
+)
+def test_tag_slugs_are_lowercase_ascii(name, slug):
+    assert dedupe.tag_slug(name) == slug
+
+
+def test_tag_keys_ignore_case_and_normal_form():
+    assert dedupe.tag_key("Energy") == dedupe.tag_key("energy")
+    assert dedupe.tag_key("Cafe\u0301") == dedupe.tag_key("Café")
+
+
+def test_ids_are_uuid_urns_and_url_keys_are_hex():
+    guid = dedupe.item_guid("Title", "Some text")
+    assert guid.startswith("urn:uuid:")
+    assert dedupe.guid_key(guid) == guid[9:].replace("-", "")
+
+
+def test_simhash_bands_catch_close_hashes():
+    a = dedupe.simhash(dedupe.words(STORM_NORTH.content))
+    flipped = a ^ 0b1011  # three bits apart
+    assert dedupe.hamming(a, flipped) == 3
+    assert any(x == y for x, y in zip(dedupe.simhash_bands(a), dedupe.simhash_bands(flipped)))

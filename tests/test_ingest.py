@@ -1,0 +1,179 @@
+"""The ingest path against a real SQLite file."""
+
+import os
+from pathlib import Path
+
+import sqlalchemy
+
+from aggregator.ingest import run_once, scan_file
+from aggregator.seeds import list_seed_files
+from conftest import write_seed
+from test_parse import seed_page
+
+
+def scan(storage, settings, clock):
+    clock.advance()
+    return run_once(storage, settings.seeds_dir, settings.seeds_ignore, clock)
+
+
+def ids_by_title(storage):
+    return {item.title: item.guid for item in storage.all_items()}
+
+
+def test_shipped_seeds_give_30_items_with_tags(storage, settings, clock):
+    report = scan(storage, settings, clock)
+    assert (report.files_seen, report.files_changed, len(report.files_failed)) == (5, 5, 0)
+    assert sum(f.parsed_items for f in report.files) == 31
+    assert (report.new_items, report.updated_items) == (30, 1)
+    items = storage.all_items()
+    assert len(items) == 30
+    assert {(t.name, t.slug, n) for t, n in storage.tags()} == {("Idlib", "idlib", 10), ("Assad", "assad", 10)}
+    assert len(storage.newest_items(100, tag_slugs=("idlib",))) == 10
+    assert len({item.guid for item in items}) == 30
+
+
+def test_teaser_and_article_merge_into_one_item(storage, settings, clock):
+    scan(storage, settings, clock)
+    teaser, article = seed_page("000").items[0], seed_page("002").items[0]
+    [merged] = [i for i in storage.all_items() if i.title == article.title]
+    assert merged.content == article.content
+    assert merged.summary == teaser.summary
+    assert merged.sources == ("000_80a9e1c70313a31c.txt", "002_8df2fe3ddce01457.txt")
+
+
+def test_wire_article_is_dated_by_its_dateline(storage, settings, clock):
+    scan(storage, settings, clock)
+    [wire] = [i for i in storage.all_items() if i.title.endswith("— Lavrov")]
+    assert wire.published.isoformat() == "2025-12-17T00:00:00+00:00"
+    assert wire.summary.startswith("The top diplomat says")
+
+
+def test_rescan_adds_nothing_and_keeps_every_id(storage, settings, clock):
+    scan(storage, settings, clock)
+    before = {i.guid: i for i in storage.all_items()}
+    report = scan(storage, settings, clock)
+    assert (report.files_changed, report.new_items, report.updated_items) == (0, 0, 0)
+    # Touched but identical files are hashed, not parsed again.
+    for path in settings.seeds_dir.iterdir():
+        os.utime(path)
+    report = scan(storage, settings, clock)
+    assert (report.files_changed, report.new_items, report.updated_items) == (0, 0, 0)
+    assert {i.guid: i for i in storage.all_items()} == before
+
+
+def test_changed_file_adds_only_its_new_item(storage, settings, clock):
+    scan(storage, settings, clock)
+    before = ids_by_title(storage)
+    listing = next(settings.seeds_dir.glob("000_*"))
+    text = listing.read_text(encoding="utf-8")
+    addition = ("Ceasefire talks resume in Astana\n\nDelegations from Russia, Turkey and Iran met again "
+                "in Astana on Thursday to discuss the demilitarised zone around Idlib … Read more\n\n")
+    write_seed(settings.seeds_dir, listing.name, addition + text)
+    report = scan(storage, settings, clock)
+    assert (report.files_changed, report.new_items, report.updated_items) == (1, 1, 0)
+    after = ids_by_title(storage)
+    assert len(after) == 31
+    assert {t: g for t, g in after.items() if t in before} == before
+
+
+def test_deleted_file_keeps_its_items(storage, settings, clock):
+    scan(storage, settings, clock)
+    before = ids_by_title(storage)
+    next(settings.seeds_dir.glob("001_*")).unlink()
+    report = scan(storage, settings, clock)
+    assert report.missing == 1
+    assert ids_by_title(storage) == before
+    assert storage.sources()["001_467ccc5a45811305.txt"].status == "missing"
+
+
+def test_renamed_file_keeps_ids(storage, settings, clock):
+    scan(storage, settings, clock)
+    before = ids_by_title(storage)
+    old = next(settings.seeds_dir.glob("004_*"))
+    old.rename(settings.seeds_dir / "renamed-assad.txt")
+    report = scan(storage, settings, clock)
+    assert (report.new_items, report.updated_items) == (0, 0)
+    assert ids_by_title(storage) == before
+
+
+def test_teaser_upgraded_later_keeps_its_first_id(storage, settings, clock):
+    article = next(settings.seeds_dir.glob("002_*"))
+    held_back = article.rename(settings.seeds_dir.parent / article.name)
+    scan(storage, settings, clock)
+    title = seed_page("002").items[0].title
+    first = next(i for i in storage.all_items() if i.title == title)
+    assert first.content is None
+    held_back.rename(article)
+    report = scan(storage, settings, clock)
+    assert (report.new_items, report.updated_items) == (0, 1)
+    upgraded = next(i for i in storage.all_items() if i.title == title)
+    assert upgraded.guid == first.guid
+    assert upgraded.content and upgraded.summary == first.summary
+    assert upgraded.updated > first.updated and upgraded.published == first.published
+
+
+def test_item_on_two_tag_pages_gets_both_tags(storage, settings, clock):
+    idlib = next(settings.seeds_dir.glob("001_*")).read_text(encoding="utf-8")
+    write_seed(settings.seeds_dir, "005_energy.txt", idlib.replace("Contents tagged with Idlib", "Contents tagged with Energy"))
+    write_seed(settings.seeds_dir, "006_energy_lower.txt",
+               idlib.replace("Contents tagged with Idlib", "Contents tagged with ENERGY"))
+    scan(storage, settings, clock)
+    assert len(storage.all_items()) == 30
+    counts = {t.name: n for t, n in storage.tags()}
+    assert counts == {"Idlib": 10, "Assad": 10, "Energy": 10}  # first spelling seen is kept
+
+
+def test_bad_files_are_recorded_and_the_scan_goes_on(storage, settings, clock):
+    write_seed(settings.seeds_dir, "empty.txt", "")
+    (settings.seeds_dir / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00")
+    write_seed(settings.seeds_dir, "prose.txt", "Just some words that never form a page layout. " * 20)
+    write_seed(settings.seeds_dir, ".hidden.txt", "Title\n\nBody of a hidden file.")
+    write_seed(settings.seeds_dir, "draft.txt.swp", "Title\n\nBody of a swap file.")
+    report = scan(storage, settings, clock)
+    assert report.files_seen == 8
+    assert {f.path: f.status for f in report.files_failed} == {
+        "empty.txt": "skipped", "image.txt": "skipped", "prose.txt": "skipped"}
+    sources = storage.sources()
+    assert sources["empty.txt"].reason == "empty file: no text"
+    assert sources["image.txt"].reason.startswith("binary file")
+    assert sources["prose.txt"].reason.startswith("no known layout")
+    assert len(storage.all_items()) == 30
+
+
+def test_a_good_file_turning_bad_loses_nothing(storage, settings, clock):
+    scan(storage, settings, clock)
+    before = ids_by_title(storage)
+    write_seed(next(settings.seeds_dir.glob("004_*")).parent, next(settings.seeds_dir.glob("004_*")).name, "")
+    report = scan(storage, settings, clock)
+    assert [f.status for f in report.files] == ["skipped"]
+    assert ids_by_title(storage) == before
+
+
+def test_file_vanishing_before_it_is_read_fails_then_recovers(storage, settings, clock):
+    path = write_seed(settings.seeds_dir, "late.txt", "A late title\n\nThe body of a late story.")
+    [seed] = [s for s in list_seed_files(settings.seeds_dir) if s.rel == "late.txt"]
+    moved = path.rename(settings.seeds_dir.parent / "late.txt")
+    result = scan_file(storage, seed, None, clock)
+    assert result.status == "failed" and result.reason.startswith("cannot read file")
+    assert storage.sources()["late.txt"].status == "failed"
+    moved.rename(path)
+    scan(storage, settings, clock)
+    assert storage.sources()["late.txt"].status == "ok"
+
+
+def test_a_file_is_one_transaction(storage, settings, clock):
+    """A write failing in the middle of a file leaves none of that file."""
+    with storage.engine.begin() as connection:
+        connection.execute(sqlalchemy.text(
+            "CREATE TRIGGER refuse AFTER INSERT ON items WHEN NEW.title LIKE 'UN accuses%' "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+    report = scan(storage, settings, clock)
+    failed = {f.path: f.reason for f in report.files_failed}
+    assert list(failed) == ["001_467ccc5a45811305.txt"]
+    assert "disk full" in failed["001_467ccc5a45811305.txt"]
+    assert [(t.slug, n) for t, n in storage.tags()] == [("assad", 10)]
+    assert len(storage.all_items()) == 20  # 9 + 1 merged + 1 wire + 10 Assad, none of 001
+    with storage.engine.begin() as connection:
+        connection.execute(sqlalchemy.text("DROP TRIGGER refuse"))
+    report = scan(storage, settings, clock)  # the failed file is tried again
+    assert report.new_items == 10 and len(storage.all_items()) == 30

@@ -1,0 +1,194 @@
+"""The real aiohttp app through its test client; feeds read back by feedparser."""
+
+import gzip
+
+import feedparser
+import pytest
+from lxml import etree
+
+from aggregator.web import CACHE, INGESTER, make_app
+from conftest import write_seed
+from test_parse import seed_page
+
+BASE = "http://feeds.example.test"
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings, clock):
+    app = make_app(settings, schedule=False, clock=clock)
+    client = await aiohttp_client(app)
+    await app[INGESTER].scan()
+    return client
+
+
+async def fetch_feed(client, path, count=None):
+    response = await client.get(path)
+    assert response.status == 200, await response.text()
+    body = await response.read()
+    feed = feedparser.parse(body)
+    assert not feed.bozo, feed.get("bozo_exception")
+    if count is not None:
+        assert len(feed.entries) == count
+    return response, body, feed
+
+
+@pytest.mark.parametrize(
+    "path,count,media_type",
+    [
+        ("/feeds/all.atom", 30, "application/atom+xml"),
+        ("/feeds/all.rss", 30, "application/rss+xml"),
+        ("/feeds/tags/idlib.atom", 10, "application/atom+xml"),
+        ("/feeds/tags/idlib.rss", 10, "application/rss+xml"),
+        ("/feeds/tags/assad.atom", 10, "application/atom+xml"),
+        ("/feeds/tags/assad.rss", 10, "application/rss+xml"),
+    ],
+)
+async def test_feeds_are_valid_with_the_right_entries(client, path, count, media_type):
+    response, body, feed = await fetch_feed(client, path, count)
+    assert response.headers["Content-Type"] == f"{media_type}; charset=utf-8"
+    etree.fromstring(body)  # well-formed XML
+    links = {link.rel: link.href for link in feed.feed.links}
+    assert links["self"] == BASE + path
+    assert links["alternate"].startswith(BASE + "/")
+    ids = [entry.id for entry in feed.entries]
+    assert len(set(ids)) == count and all(i.startswith("urn:uuid:") for i in ids)
+    for entry in feed.entries:
+        assert entry.link.startswith(BASE + "/items/")
+        assert entry.published_parsed
+        assert path.endswith(".rss") or entry.get("updated")  # Atom entries carry both dates
+    if "/tags/" in path:
+        tag = path.rsplit("/", 1)[1].split(".")[0]
+        assert all(tag in [t.term.lower() for t in entry.tags] for entry in feed.entries)
+
+
+async def test_rss_guids_are_not_permalinks(client):
+    _, body, _ = await fetch_feed(client, "/feeds/all.rss")
+    guids = etree.fromstring(body).findall("./channel/item/guid")
+    assert len(guids) == 30 and {g.get("isPermaLink") for g in guids} == {"false"}
+
+
+async def test_merged_item_carries_full_text_and_teaser(client):
+    _, _, feed = await fetch_feed(client, "/feeds/all.atom")
+    article = seed_page("002").items[0]
+    [entry] = [e for e in feed.entries if e.title == article.title]
+    assert article.content[:200] in entry.content[0].value
+    assert entry.summary.startswith("<p>Three months after")
+
+
+async def test_feeds_are_newest_first(client):
+    _, _, feed = await fetch_feed(client, "/feeds/all.atom")
+    dates = [entry.published_parsed for entry in feed.entries]
+    assert dates == sorted(dates, reverse=True)
+    assert feed.entries[-1].title.endswith("— Lavrov")  # dated 2025-12-17 by its dateline
+
+
+async def test_unknown_tag_is_a_one_line_404(client):
+    response = await client.get("/feeds/tags/nowhere.atom")
+    assert response.status == 404
+    assert await response.text() == "no tag 'nowhere'\n"
+
+
+async def test_tag_display_name_redirects_to_the_slug_feed(client):
+    response = await client.get("/feeds/tags/IDLIB.rss?limit=3", allow_redirects=False)
+    assert response.status == 301
+    assert response.headers["Location"] == "/feeds/tags/idlib.rss?limit=3"
+    await fetch_feed(client, "/feeds/tags/Idlib.rss?limit=3", 3)
+
+
+@pytest.mark.parametrize("limit,status", [("5", 200), ("500", 200), ("0", 400), ("501", 400), ("-1", 400), ("ten", 400)])
+async def test_limit_is_checked(client, limit, status):
+    response = await client.get(f"/feeds/all.atom?limit={limit}")
+    assert response.status == status
+    if status == 400:
+        assert (await response.text()).startswith("limit must be a whole number from 1 to 500")
+    else:
+        feed = feedparser.parse(await response.read())
+        assert len(feed.entries) == min(int(limit), 30)
+
+
+async def test_conditional_get_and_head(client):
+    first = await client.get("/feeds/all.atom")
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    assert etag.startswith('"') and first.headers["Cache-Control"] == "public, max-age=300"
+    again = await client.get("/feeds/all.atom", headers={"If-None-Match": etag})
+    assert again.status == 304 and await again.read() == b""
+    since = await client.get("/feeds/all.atom", headers={"If-Modified-Since": modified})
+    assert since.status == 304
+    other = await client.get("/feeds/all.atom", headers={"If-None-Match": '"other"'})
+    assert other.status == 200
+    head = await client.head("/feeds/all.atom")
+    assert head.status == 200 and head.headers["ETag"] == etag
+
+
+async def test_gzip_body_is_compressed_once_and_has_its_own_etag(client):
+    plain = await client.get("/feeds/all.atom", headers={"Accept-Encoding": "identity"})
+    zipped = await client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert zipped.headers["Vary"] == "Accept-Encoding"
+    assert gzip.decompress(await zipped.read()) == await plain.read()
+    assert zipped.headers["ETag"] != plain.headers["ETag"]
+
+
+async def test_feed_is_rendered_once_per_change(client, settings):
+    cache = client.app[CACHE]
+    for _ in range(3):
+        await client.get("/feeds/tags/assad.atom")
+    assert (cache.misses, cache.hits) == (1, 2)
+    etag = (await client.get("/feeds/tags/assad.atom")).headers["ETag"]
+    write_seed(settings.seeds_dir, "010_assad.txt",
+               "Contents tagged with Assad\n\n  • A new story about Assad\n\n    A new teaser about a new "
+               "story that nobody has seen before in this feed at all …\n")
+    report = await client.app[INGESTER].scan()
+    assert report.new_items == 1
+    response, _, feed = await fetch_feed(client, "/feeds/tags/assad.atom", 11)
+    assert response.headers["ETag"] != etag
+    assert feed.entries[0].title == "A new story about Assad"
+
+
+async def test_unchanged_data_keeps_the_etag_across_restarts(aiohttp_client, settings, clock):
+    etags = []
+    for _ in range(2):
+        app = make_app(settings, schedule=False, clock=clock)
+        client = await aiohttp_client(app)
+        await app[INGESTER].scan()
+        clock.advance(3600)
+        etags.append((await client.get("/feeds/all.atom")).headers["ETag"])
+        await client.close()
+    assert etags[0] == etags[1]
+
+
+async def test_exported_files_equal_the_served_feeds(client, settings):
+    for path in ("all.atom", "all.rss", "tags/idlib.atom", "tags/assad.rss"):
+        served = await (await client.get(f"/feeds/{path}")).read()
+        assert (settings.feeds_export_dir / path).read_bytes() == served
+    assert not list(settings.feeds_export_dir.rglob("*.tmp"))
+
+
+async def test_pages_show_items_and_link_their_feeds(client):
+    index = await client.get("/")
+    html = await index.text()
+    assert index.status == 200
+    assert f'type="application/atom+xml" title="News aggregator (ATOM)" href="{BASE}/feeds/all.atom"' in html
+    assert 'href="http://feeds.example.test/tags/idlib">Idlib</a></td><td>10</td>' in html
+    _, _, feed = await fetch_feed(client, "/feeds/tags/idlib.atom")
+    key = feed.entries[0].link.rsplit("/", 1)[1]
+    page = await client.get(f"/items/{key}")
+    text = await page.text()
+    assert page.status == 200 and feed.entries[0].title in text and ">Idlib</a>" in text
+    assert (await client.get("/items/0000")).status == 404
+    tag_page = await client.get("/tags/assad")
+    assert tag_page.status == 200 and f'href="{BASE}/feeds/tags/assad.rss"' in await tag_page.text()
+
+
+async def test_hostile_text_is_escaped_everywhere(client, settings):
+    write_seed(settings.seeds_dir, "evil.txt",
+               "<script>alert(1)</script> & ]]> \U0001F600 \u05e9\u05dc\u05d5\u05dd\x07\n\n"
+               "Body with <b>tags</b>, an ampersand & and a CDATA end ]]> inside, long enough.")
+    await client.app[INGESTER].scan()
+    for path in ("/feeds/all.atom", "/feeds/all.rss"):
+        _, body, feed = await fetch_feed(client, path, 31)
+        assert feed.entries[0].title == "<script>alert(1)</script> & ]]> \U0001F600 \u05e9\u05dc\u05d5\u05dd"
+        assert b"<script>" not in body
+    key = feed.entries[0].link.rsplit("/", 1)[1]
+    html = await (await client.get(f"/items/{key}")).text()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
