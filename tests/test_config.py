@@ -71,3 +71,14 @@ def test_bad_config_exits_2_with_one_line(tmp_path):
     result = run_cli("--config", str(config), "ingest")
     assert result.returncode == 2 and "is not valid TOML" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_config_from_environment(tmp_path):
+    (tmp_path / "pages").mkdir()
+    config = tmp_path / "elsewhere.toml"
+    config.write_text('[seeds]\ndir = "pages"\n[database]\nurl = "sqlite:///db/a.db"\n')
+    env = {"AGGREGATOR_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
+    result = run_cli("ingest", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "files: 0 seen" in result.stdout
+    assert (tmp_path / "db" / "a.db").exists()

@@ -1,5 +1,6 @@
 """The real aiohttp app through its test client; feeds read back by feedparser."""
 
+import asyncio
 import gzip
 
 import feedparser
@@ -192,3 +193,21 @@ async def test_hostile_text_is_escaped_everywhere(client, settings):
     key = feed.entries[0].link.rsplit("/", 1)[1]
     html = await (await client.get(f"/items/{key}")).text()
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+async def test_scheduler_scans_at_start_and_on_its_interval(aiohttp_client, make_settings):
+    settings = make_settings(**{"seeds.interval_seconds": 1})
+    client = await aiohttp_client(make_app(settings))  # real scheduler, real clock
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        feed = feedparser.parse(await (await client.get("/feeds/all.atom")).read())
+        if len(feed.entries) == 30:
+            break
+    assert len(feed.entries) == 30
+    write_seed(settings.seeds_dir, "020_new.txt", "A story dropped in later\n\nIts full text, long enough to be read.")
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        feed = feedparser.parse(await (await client.get("/feeds/all.atom")).read())
+        if len(feed.entries) == 31:
+            break
+    assert "A story dropped in later" in [e.title for e in feed.entries]
