@@ -138,6 +138,14 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    from aggregator.evaluate import evaluate
+
+    result = evaluate(Path(args.dir), Path(args.expected))
+    print("\n".join(result.lines()))
+    return 0 if result.perfect else 1
+
+
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     for key, kind, default, help_text in describe():
         print(f"{key} ({kind}, default {default}): {help_text}")
@@ -167,6 +175,10 @@ def parser() -> argparse.ArgumentParser:
         "--json", action="store_true")
     add("export", cmd_export, "write the static feed files").add_argument(
         "dir", nargs="?", help="folder to write to (default: feeds.export_dir)")
+    evaluation = add("eval", cmd_eval, "score item identity on a labelled folder "
+                     "(precision, recall, wrong and missed merges, tag accuracy)")
+    evaluation.add_argument("dir", help="folder of seed files")
+    evaluation.add_argument("expected", help="labels: JSON naming the sightings of each story")
     add("config", cmd_config, "list every configuration key with its default")
     return top
 

@@ -18,9 +18,11 @@ Manku, Jain and Das Sarma 2007), so a lookup never scans all items.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import unicodedata
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from aggregator.model import Fingerprint, ItemUpdate, KnownItem, ParsedItem
@@ -101,6 +103,7 @@ def fingerprint(title: str, text: str) -> Fingerprint:
         lead_key=_digest(" ".join(lead)) if len(lead) == LEAD_WORDS else None,
         simhash=value,
         bands=simhash_bands(value),
+        topics=topic_keys(title),
     )
 
 
@@ -183,25 +186,32 @@ def match_rule(new_title: str, new_words: list[str], known: KnownItem) -> str | 
 # --- merging ---------------------------------------------------------------
 
 
+def _fuller(text: str) -> tuple[int, str]:
+    """Order of preference between two texts: more words, then a fixed tie-break."""
+    return len(words(text)), text
+
+
+def _title_rank(title: str, complete: bool) -> tuple[bool, int, str]:
+    """An article's headline beats a teaser's; among equals the fuller one."""
+    return complete, len(title), title
+
+
 def merge(known: KnownItem, new: ParsedItem, new_tag_keys: dict[str, str]) -> ItemUpdate:
     """How a stored item changes with a new sighting of it.
 
-    The fullest text becomes the content; the teaser seen first stays the
-    summary once there is an article (until then the longest teaser); a complete article's title beats a teaser's, and among equals the
-    newer title wins; tags accumulate; the earliest date stays. `new_tag_keys`
-    maps the new sighting's tag keys to their names. An empty ItemUpdate means
-    nothing changed, so a re-read writes nothing."""
+    Every choice is a maximum over the sightings (the fullest content, the
+    fullest summary, the best headline, the earliest date, the union of the
+    tags), so the same files give the same item in whatever order they are
+    read. `new_tag_keys` maps the sighting's tag keys to their names. An empty
+    ItemUpdate means nothing changed, so a re-read writes nothing."""
     content = None
-    if new.content and len(words(new.content)) > len(words(known.content or "")):
+    if new.content and (known.content is None or _fuller(new.content) > _fuller(known.content)):
         content = new.content
     summary = None
-    if new.summary and new.summary != (content or known.content):
-        if known.summary is None:
-            summary = new.summary
-        elif known.content is None and len(words(new.summary)) > len(words(known.summary)):
-            summary = new.summary  # two teasers: the page that showed more wins
+    if new.summary and (known.summary is None or _fuller(new.summary) > _fuller(known.summary)):
+        summary = new.summary
     title = None
-    if new.title != known.title and (new.complete or known.content is None):
+    if _title_rank(new.title, new.complete) > _title_rank(known.title, known.content is not None):
         title = new.title
     published = None
     if new.published is not None and new.published < known.published:
@@ -209,6 +219,49 @@ def merge(known: KnownItem, new: ParsedItem, new_tag_keys: dict[str, str]) -> It
     new_tags = tuple(name for key, name in new_tag_keys.items() if key not in known.tag_keys)
     return ItemUpdate(title=title, summary=summary, content=content, published=published,
                       new_tags=new_tags)
+
+
+# --- related stories ---------------------------------------------------------
+
+# Words too common in news to say what a story is about.
+STOPWORDS = frozenset("""
+a about after again against all also an and any are as at be been before being but by can could
+did do does during each few for from further had has have having he her here hers him his how i if
+in into is it its itself just me more most my no nor not now of off on once only or other our out
+over own said same says she should so some such than that the their them then there these they
+this those through to too under until up very was we were what when where which while who whom why
+will with would you your new news report reports media
+""".split())
+RELATED_TEXT = 0.45  # cosine of topic-word counts
+RELATED_TITLE = 0.3  # Jaccard of headline topic words
+MAX_TITLE_WORDS = 10
+
+
+def topic_words(text: str) -> list[str]:
+    return [w for w in words(text) if len(w) > 2 and w not in STOPWORDS and not w.isdigit()]
+
+
+def topic_keys(title: str) -> tuple[str, ...]:
+    """Pairs of headline topic words: two reports of one event share some,
+    and a lookup by them stays indexed."""
+    unique = sorted(set(topic_words(title)[:MAX_TITLE_WORDS]))
+    return tuple(_digest(f"{a} {b}")[:16] for n, a in enumerate(unique) for b in unique[n + 1 :])
+
+
+def _cosine(a: list[str], b: list[str]) -> float:
+    ca, cb = Counter(a), Counter(b)
+    dot = sum(count * cb[word] for word, count in ca.items())
+    norm = math.sqrt(sum(v * v for v in ca.values()) * sum(v * v for v in cb.values()))
+    return dot / norm if norm else 0.0
+
+
+def is_related(a_title: str, a_text: str, b_title: str, b_text: str) -> bool:
+    """The same event told in other words: headlines share topic words and the
+    texts the vocabulary. Never used to merge, only to link."""
+    ta, tb = set(topic_words(a_title)), set(topic_words(b_title))
+    if not ta or not tb or len(ta & tb) / len(ta | tb) < RELATED_TITLE:
+        return False
+    return _cosine(topic_words(f"{a_title} {a_text}"), topic_words(f"{b_title} {b_text}")) >= RELATED_TEXT
 
 
 def tag_key(name: str) -> str:

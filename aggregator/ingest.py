@@ -7,6 +7,7 @@ Blocking: run it in a worker thread, never on the event loop."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,16 +48,25 @@ def unique_guid(writer: Writer, item: ParsedItem) -> str:
     return guid
 
 
-def store_item(writer: Writer, item: ParsedItem, source: SourceRow, seen: datetime) -> str:
-    """Insert or merge one sighting; returns "new", "updated" or "same"."""
+def store_item(writer: Writer, item: ParsedItem, source: SourceRow, seen: datetime) -> tuple[str, int]:
+    """Insert or merge one sighting: ("new" | "updated" | "same", item id)."""
+    # An undated sighting is as old as the saved page: merges take the
+    # earliest date of all sightings, whatever order the files come in.
+    item = replace(item, published=item.published or seen)
     fp = dedupe.fingerprint(item.title, item.text)
     match = dedupe.decide(item, writer.candidates(fp))
     if match is None:
-        published = item.published or seen
-        writer.insert(item, fp, unique_guid(writer, item), published, source)
-        return "new"
-    change = dedupe.merge(match.item, item, {dedupe.tag_key(t): t for t in item.tags})
-    return "updated" if writer.update(match.item.id, change, fp, source) else "same"
+        item_id = writer.insert(item, fp, unique_guid(writer, item), item.published, source)
+        outcome = "new"
+    else:
+        item_id = match.item.id
+        change = dedupe.merge(match.item, item, {dedupe.tag_key(t): t for t in item.tags})
+        outcome = "updated" if writer.update(item_id, change, fp, source) else "same"
+    for other in writer.related_candidates(fp, item_id):
+        if dedupe.is_related(item.title, item.text, other.title, other.text):
+            if writer.link(item_id, other.id) and outcome == "same":
+                outcome = "updated"
+    return outcome, item_id
 
 
 def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now: datetime) -> FileResult:
@@ -72,8 +82,11 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
     counts = {"new": 0, "updated": 0, "same": 0}
     with storage.writer(now) as w:
         source = w.source(seed.rel, seed.size, seed.mtime_ns, sha256, "ok", None, len(page.items))
-        for item in page.items:
-            counts[store_item(w, item, source, seen)] += 1
+        w.forget_sightings(source)
+        for position, item in enumerate(page.items):
+            outcome, item_id = store_item(w, item, source, seen)
+            w.sighting(source, position, item_id, item.title)
+            counts[outcome] += 1
     log.info("%s: %s page, %d items (%d new, %d updated)", seed.rel, page.layout,
              len(page.items), counts["new"], counts["updated"])
     return FileResult(seed.rel, "ok", None, counts["new"], counts["updated"], len(page.items))

@@ -51,6 +51,7 @@ class Fingerprint:
     lead_key: str | None  # None when the text is too short to be told apart
     simhash: int  # 64-bit, unsigned
     bands: tuple[int, int, int, int]  # simhash split in four 16-bit bands
+    topics: tuple[str, ...] = ()  # headline word pairs, to find related stories
 
 
 @dataclass(frozen=True)

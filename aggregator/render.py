@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from feedgen.ext.base import BaseEntryExtension
 from feedgen.feed import FeedGenerator
+from lxml import etree
 
 from aggregator import __version__
 from aggregator.model import StoredItem
@@ -34,6 +36,31 @@ class FeedInfo:
     self_url: str  # the URL this very document is served at
     html_url: str  # the page for people showing the same items
     base_url: str  # for item links: {base_url}/items/{key}
+
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+
+
+class RelatedLinks(BaseEntryExtension):
+    """`<link rel="related">` on entries (as `atom:link` in RSS). feedgen 1.0
+    drops the rel of entry links it writes itself, so these are added here."""
+
+    def __init__(self) -> None:
+        self.links: list[tuple[str, str]] = []  # (href, title)
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"atom": ATOM_NS}
+
+    def _append(self, entry, tag: str):
+        for href, title in self.links:
+            etree.SubElement(entry, tag, rel="related", href=href, type="text/html", title=title)
+        return entry
+
+    def extend_atom(self, entry):
+        return self._append(entry, "link")
+
+    def extend_rss(self, item):
+        return self._append(item, f"{{{ATOM_NS}}}link")
 
 
 def text_to_html(text: str) -> str:
@@ -71,6 +98,9 @@ def build(info: FeedInfo, items: Sequence[StoredItem]) -> FeedGenerator:
         entry.guid(item.guid, permalink=False)
         entry.title(item.title)
         entry.link(href=item_url(info.base_url, item), rel="alternate", type="text/html")
+        if item.related:  # the same event as told elsewhere
+            entry.register_extension("related", RelatedLinks)
+            entry.related.links = [(f"{info.base_url}/items/{key}", title) for key, title in item.related]
         if item.content:
             entry.content(text_to_html(item.content), type="html")
         if item.summary:

@@ -85,7 +85,14 @@ def decode(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    best = charset_normalizer.from_bytes(data).best()
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
     if best is None:
         raise SeedError("binary file: no text encoding fits its bytes")
+    # Western single-byte code pages often fit equally well; among equals take
+    # windows-1252, what browsers read "latin-1" pages as and what most
+    # legacy saved pages are.
+    for match in matches:
+        if match.encoding == "cp1252" and (match.chaos, match.coherence) == (best.chaos, best.coherence):
+            return str(match)
     return str(best)

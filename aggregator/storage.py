@@ -98,6 +98,26 @@ item_sources = Table(
 )
 
 
+# Where each item was seen: one row per item on a page, rewritten when the
+# page changes. Lets `aggregator eval` compare the grouping with a labelled one.
+sightings = Table(
+    "sightings",
+    Base.metadata,
+    Column("source_id", ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("title", Text, nullable=False),
+    Index("ix_sightings_item", "item_id"),
+)
+
+item_links = Table(
+    "item_links",
+    Base.metadata,
+    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("related_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
 class ItemRow(Base):
     __tablename__ = "items"
 
@@ -113,6 +133,13 @@ class ItemRow(Base):
 
     tags: Mapped[list[TagRow]] = relationship(secondary=item_tags, order_by="TagRow.id")
     sources: Mapped[list[SourceRow]] = relationship(secondary=item_sources, order_by="SourceRow.path")
+    related: Mapped[list[ItemRow]] = relationship(
+        secondary=item_links,
+        primaryjoin="ItemRow.id == item_links.c.item_id",
+        secondaryjoin="ItemRow.id == item_links.c.related_id",
+        order_by="ItemRow.id",
+        viewonly=True,
+    )
 
     __table_args__ = (Index("ix_items_newest", "published", "id"),)
 
@@ -197,6 +224,7 @@ def _stored(row: ItemRow) -> StoredItem:
         updated=row.updated,
         tags=tuple(_tag(t) for t in row.tags),
         sources=tuple(s.path for s in row.sources),
+        related=tuple((r.key, r.title) for r in row.related),
     )
 
 
@@ -225,12 +253,20 @@ def _source(row: SourceRow) -> SourceFile:
     )
 
 
-def _fingerprint_keys(fp: Fingerprint) -> list[tuple[str, str]]:
+def _identity_keys(fp: Fingerprint) -> list[tuple[str, str]]:
     keys = [("title", fp.title_key)]
     if fp.lead_key:
         keys.append(("lead", fp.lead_key))
     keys.extend((f"band{i}", format(band, "04x")) for i, band in enumerate(fp.bands))
     return keys
+
+
+def _fingerprint_keys(fp: Fingerprint) -> list[tuple[str, str]]:
+    return _identity_keys(fp) + [("topic", key) for key in fp.topics]
+
+
+def _any_key(keys: list[tuple[str, str]]):
+    return or_(*(and_(FingerprintRow.kind == kind, FingerprintRow.value == value) for kind, value in keys))
 
 
 class Writer:
@@ -242,15 +278,43 @@ class Writer:
 
     def candidates(self, fp: Fingerprint) -> list[KnownItem]:
         """Stored items sharing any identity key with the fingerprint."""
-        matches = or_(
-            *(and_(FingerprintRow.kind == kind, FingerprintRow.value == value)
-              for kind, value in _fingerprint_keys(fp))
+        ids = (select(FingerprintRow.item_id).where(_any_key(_identity_keys(fp)))
+               .distinct().limit(MAX_CANDIDATES))
+        return self._known_items(ids)
+
+    def related_candidates(self, fp: Fingerprint, item_id: int) -> list[KnownItem]:
+        """Other items whose headlines share the most topic-word pairs."""
+        if not fp.topics:
+            return []
+        shared = (
+            select(FingerprintRow.item_id)
+            .where(_any_key([("topic", key) for key in fp.topics]), FingerprintRow.item_id != item_id)
+            .group_by(FingerprintRow.item_id)
+            .order_by(func.count().desc(), FingerprintRow.item_id)
+            .limit(MAX_CANDIDATES)
         )
-        ids = select(FingerprintRow.item_id).where(matches).distinct().limit(MAX_CANDIDATES)
+        return self._known_items(shared.subquery().select())
+
+    def _known_items(self, ids) -> list[KnownItem]:
         rows = self.session.scalars(
             select(ItemRow).where(ItemRow.id.in_(ids)).options(selectinload(ItemRow.tags))
         )
         return [_known(row) for row in rows]
+
+    def link(self, item_id: int, related_id: int) -> bool:
+        """Record two items as reports of one event; True when that is news."""
+        exists = self.session.scalar(select(item_links.c.item_id).where(
+            item_links.c.item_id == item_id, item_links.c.related_id == related_id))
+        if exists is not None:
+            return False
+        self.session.execute(item_links.insert(), [
+            {"item_id": item_id, "related_id": related_id},
+            {"item_id": related_id, "related_id": item_id},
+        ])
+        # Both entries gain a link, so both count as updated for the feeds.
+        self.session.execute(update(ItemRow).where(ItemRow.id.in_((item_id, related_id)))
+                             .values(updated=self.now))
+        return True
 
     def source(self, path: str, size: int, mtime_ns: int, sha256: str, status: str,
                reason: str | None, item_count: int) -> SourceRow:
@@ -262,6 +326,15 @@ class Writer:
         row.status, row.reason, row.item_count = status, reason, item_count
         row.checked_at = self.now
         return row
+
+    def forget_sightings(self, source: SourceRow) -> None:
+        """A re-read page lists its items anew."""
+        self.session.flush()
+        self.session.execute(sightings.delete().where(sightings.c.source_id == source.id))
+
+    def sighting(self, source: SourceRow, position: int, item_id: int, title: str) -> None:
+        self.session.execute(sightings.insert().values(
+            source_id=source.id, position=position, item_id=item_id, title=title))
 
     def _tags(self, names: Sequence[str]) -> list[TagRow]:
         rows: dict[str, TagRow] = {}
@@ -302,7 +375,7 @@ class Writer:
         return self.session.scalar(select(ItemRow.id).where(ItemRow.guid == guid)) is not None
 
     def insert(self, item: ParsedItem, fp: Fingerprint, guid: str, published: datetime,
-               source: SourceRow) -> None:
+               source: SourceRow) -> int:
         row = ItemRow(
             guid=guid,
             key=guid_key(guid),
@@ -319,6 +392,7 @@ class Writer:
         self.session.flush()
         self._add_fingerprint(row.id, fp)
         self.session.flush()
+        return row.id
 
     def update(self, item_id: int, change: ItemUpdate, fp: Fingerprint, source: SourceRow) -> bool:
         """Apply a merge; True when the item as a feed shows it changed."""
@@ -399,6 +473,17 @@ class Storage:
 
     # --- reading for feeds and pages ---------------------------------------
 
+    def sightings(self) -> list[tuple[str, int, str, str]]:
+        """(file, position on the page, title shown there, item guid) of every sighting."""
+        with self._read() as session:
+            rows = session.execute(
+                select(SourceRow.path, sightings.c.position, sightings.c.title, ItemRow.guid)
+                .join(SourceRow, SourceRow.id == sightings.c.source_id)
+                .join(ItemRow, ItemRow.id == sightings.c.item_id)
+                .order_by(SourceRow.path, sightings.c.position)
+            )
+            return [tuple(row) for row in rows]
+
     def item_count(self) -> int:
         with self._read() as session:
             return session.scalar(select(func.count(ItemRow.id))) or 0
@@ -440,7 +525,8 @@ class Storage:
             query.order_by(ItemRow.published.desc(), ItemRow.id.asc())
             .limit(limit)
             .offset(offset)
-            .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources))
+            .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources),
+                     selectinload(ItemRow.related))
         )
         with self._read() as session:
             return [_stored(row) for row in session.scalars(query)]
@@ -450,7 +536,8 @@ class Storage:
             rows = session.scalars(
                 select(ItemRow)
                 .order_by(ItemRow.published.desc(), ItemRow.id.asc())
-                .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources))
+                .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources),
+                     selectinload(ItemRow.related))
             )
             return [_stored(row) for row in rows]
 
@@ -459,6 +546,7 @@ class Storage:
             row = session.scalar(
                 select(ItemRow)
                 .where(ItemRow.key == key)
-                .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources))
+                .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources),
+                     selectinload(ItemRow.related))
             )
             return None if row is None else _stored(row)

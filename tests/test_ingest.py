@@ -1,6 +1,7 @@
 """The ingest path against a real SQLite file."""
 
 import os
+import shutil
 from pathlib import Path
 
 import sqlalchemy
@@ -177,3 +178,27 @@ def test_a_file_is_one_transaction(storage, settings, clock):
         connection.execute(sqlalchemy.text("DROP TRIGGER refuse"))
     report = scan(storage, settings, clock)  # the failed file is tried again
     assert report.new_items == 10 and len(storage.all_items()) == 30
+
+
+def test_ids_survive_a_copy_of_the_database(storage, settings, clock, tmp_path):
+    scan(storage, settings, clock)
+    before = ids_by_title(storage)
+    storage.close()
+    copy = tmp_path / "copy.db"
+    shutil.copy(settings.database_url.removeprefix("sqlite:///"), copy)
+    restored = Storage(f"sqlite:///{copy}")
+    try:
+        report = scan(restored, settings, clock)
+        assert report.new_items == 0 and ids_by_title(restored) == before
+    finally:
+        restored.close()
+
+
+def test_ignore_patterns_come_from_the_config(make_settings, clock, tmp_path):
+    settings = make_settings(**{"seeds.ignore": ["00[0-2]_*"]})
+    store = Storage(settings.database_url)
+    try:
+        report = scan(store, settings, clock)
+        assert report.files_seen == 2 and len(store.all_items()) == 11
+    finally:
+        store.close()

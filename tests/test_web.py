@@ -211,3 +211,16 @@ async def test_scheduler_scans_at_start_and_on_its_interval(aiohttp_client, make
         if len(feed.entries) == 31:
             break
     assert "A story dropped in later" in [e.title for e in feed.entries]
+
+
+async def test_other_outlets_report_is_linked_not_merged(client):
+    _, body, feed = await fetch_feed(client, "/feeds/all.atom", 30)
+    article = next(e for e in feed.entries if e.title == seed_page("002").items[0].title)
+    wire = next(e for e in feed.entries if e.title.endswith("— Lavrov"))
+    assert [link.href for link in article.links if link.rel == "related"] == [wire.link]
+    assert [link.href for link in wire.links if link.rel == "related"] == [article.link]
+    unrelated = [e for e in feed.entries if e not in (article, wire)]
+    assert not any(link.rel == "related" for e in unrelated for link in e.links)
+    html = await (await client.get(wire.link.removeprefix(BASE))).text()
+    section = html.split("Also reported as", 1)[1]
+    assert article.title in section
