@@ -8,6 +8,7 @@ import sqlalchemy
 
 from aggregator.ingest import run_once, scan_file
 from aggregator.seeds import list_seed_files
+from aggregator.storage import Storage
 from conftest import write_seed
 from test_parse import seed_page
 
