@@ -15,7 +15,16 @@ from pathlib import Path
 from aggregator.config import Settings
 from aggregator.errors import NotFound
 from aggregator.model import Tag
-from aggregator.render import FORMATS, FeedInfo, feed_updated, render, tag_url
+from aggregator.render import (
+    FORMATS,
+    OPML_TYPE,
+    FeedInfo,
+    Subscription,
+    feed_updated,
+    render,
+    render_opml,
+    tag_url,
+)
 from aggregator.storage import Storage
 
 FEED_NAMESPACE = uuid.UUID("0b7d3f0e-5a41-4c1e-8f53-2f4f8f6c9a11")
@@ -25,7 +34,7 @@ FEED_NAMESPACE = uuid.UUID("0b7d3f0e-5a41-4c1e-8f53-2f4f8f6c9a11")
 class FeedSpec:
     """One feed: all items, or the items of one or more tags."""
 
-    fmt: str  # "rss" or "atom"
+    fmt: str  # "rss", "atom" or "json"
     tags: tuple[str, ...] = ()  # slugs
     match_all: bool = False  # with several tags: items with all of them (else any)
 
@@ -49,22 +58,43 @@ class RenderedFeed:
     content_type: str
 
 
-def feed_info(settings: Settings, spec: FeedSpec, tags: list[Tag], query: str = "") -> FeedInfo:
+def feed_query(settings: Settings, limit: int, page: int) -> str:
+    """The query string of one page of a feed; empty for the default first page."""
+    params = []
+    if limit != settings.feeds_limit:
+        params.append(f"limit={limit}")
+    if page > 1:
+        params.append(f"page={page}")
+    return "?" + "&".join(params) if params else ""
+
+
+def feed_info(settings: Settings, spec: FeedSpec, tags: list[Tag], limit: int | None = None,
+              page: int = 1, has_next: bool = False) -> FeedInfo:
     base = settings.base_url
+    limit = limit or settings.feeds_limit
     if tags:
         names = (" & " if spec.match_all else " | ").join(t.name for t in tags)
         title = f"{settings.feeds_title}: {names}"
         html_url = tag_url(base, tags[0].slug) if len(tags) == 1 else f"{base}/"
     else:
         title, html_url = settings.feeds_title, f"{base}/"
+    url = f"{base}{spec.path}"
+    pages = {}
+    if page > 1 or has_next:  # RFC 5005 paged feed: newest first, "next" is older
+        pages["first"] = url + feed_query(settings, limit, 1)
+    if page > 1:
+        pages["previous"] = url + feed_query(settings, limit, page - 1)
+    if has_next:
+        pages["next"] = url + feed_query(settings, limit, page + 1)
     return FeedInfo(
         id=uuid.uuid5(FEED_NAMESPACE, spec.name).urn,
         title=title,
         subtitle=settings.feeds_description,
         language=settings.feeds_language,
-        self_url=f"{base}{spec.path}{query}",
+        self_url=url + feed_query(settings, limit, page),
         html_url=html_url,
         base_url=base,
+        pages=pages,
     )
 
 
@@ -78,19 +108,37 @@ def resolve_tags(storage: Storage, names: tuple[str, ...]) -> list[Tag]:
     return tags
 
 
-def render_feed(storage: Storage, settings: Settings, spec: FeedSpec, limit: int) -> RenderedFeed:
-    """The feed's bytes as served. `spec.tags` must be canonical slugs."""
-    tags = resolve_tags(storage, spec.tags)
-    items = storage.newest_items(limit, tag_slugs=spec.tags, match_all=spec.match_all)
-    query = "" if limit == settings.feeds_limit else f"?limit={limit}"
-    body = render(spec.fmt, feed_info(settings, spec, tags, query), items)
+def rendered(body: bytes, last_modified: datetime, content_type: str) -> RenderedFeed:
     return RenderedFeed(
         body=body,
         gzipped=gzip.compress(body, mtime=0),
         etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
-        last_modified=feed_updated(items),
-        content_type=FORMATS[spec.fmt],
+        last_modified=last_modified,
+        content_type=content_type,
     )
+
+
+def render_feed(storage: Storage, settings: Settings, spec: FeedSpec, limit: int,
+                page: int = 1) -> RenderedFeed:
+    """One page of a feed as served. `spec.tags` must be canonical slugs."""
+    tags = resolve_tags(storage, spec.tags)
+    items = storage.newest_items(limit + 1, (page - 1) * limit, spec.tags, spec.match_all)
+    has_next, items = len(items) > limit, items[:limit]
+    if page > 1 and not items:
+        raise NotFound(f"{spec.path} has no page {page}")
+    info = feed_info(settings, spec, tags, limit, page, has_next)
+    return rendered(render(spec.fmt, info, items), feed_updated(items), FORMATS[spec.fmt])
+
+
+def render_subscriptions(storage: Storage, settings: Settings) -> RenderedFeed:
+    """OPML of the overall feed and every tag feed (Atom)."""
+    base = settings.base_url
+    subs = [Subscription(settings.feeds_title, f"{base}/feeds/all.atom", f"{base}/")]
+    for tag, _count in storage.tags():
+        subs.append(Subscription(f"{settings.feeds_title}: {tag.name}",
+                                 f"{base}/feeds/tags/{tag.slug}.atom", tag_url(base, tag.slug)))
+    newest = storage.newest_items(1)
+    return rendered(render_opml(settings.feeds_title, subs), feed_updated(newest), OPML_TYPE)
 
 
 def all_feed_specs(storage: Storage) -> list[FeedSpec]:

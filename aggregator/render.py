@@ -5,11 +5,13 @@ changes when its data does."""
 from __future__ import annotations
 
 import html
+import json
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from feedgen.ext.base import BaseEntryExtension
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
@@ -22,7 +24,10 @@ EMPTY_FEED_UPDATED = datetime(2000, 1, 1, tzinfo=timezone.utc)
 FORMATS = {
     "rss": "application/rss+xml; charset=utf-8",
     "atom": "application/atom+xml; charset=utf-8",
+    "json": "application/feed+json; charset=utf-8",
 }
+OPML_TYPE = "text/x-opml; charset=utf-8"
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class FeedInfo:
     self_url: str  # the URL this very document is served at
     html_url: str  # the page for people showing the same items
     base_url: str  # for item links: {base_url}/items/{key}
+    pages: dict[str, str] = field(default_factory=dict)  # RFC 5005: first, previous, next → URL
 
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -63,6 +69,28 @@ class RelatedLinks(BaseEntryExtension):
         return self._append(item, f"{{{ATOM_NS}}}link")
 
 
+class PagingLinks(BaseExtension):
+    """RFC 5005 paged-feed links (first, previous, next) on the feed; in RSS
+    as `atom:link`, which feedgen only writes for rel="self"."""
+
+    def __init__(self) -> None:
+        self.links: dict[str, str] = {}
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"atom": ATOM_NS}
+
+    def extend_atom(self, feed):
+        for rel, href in self.links.items():
+            etree.SubElement(feed, "link", rel=rel, href=href)
+        return feed
+
+    def extend_rss(self, feed):
+        channel = feed.find("channel")
+        for rel, href in self.links.items():
+            etree.SubElement(channel, f"{{{ATOM_NS}}}link", rel=rel, href=href)
+        return feed
+
+
 def text_to_html(text: str) -> str:
     """Plain paragraphs → escaped HTML paragraphs."""
     return "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p)
@@ -87,7 +115,11 @@ def build(info: FeedInfo, items: Sequence[StoredItem]) -> FeedGenerator:
     fg.subtitle(info.subtitle)
     fg.language(info.language)
     fg.link(href=info.self_url, rel="self")
+    # The last link added becomes RSS <link>: the page for people.
     fg.link(href=info.html_url, rel="alternate", type="text/html")
+    if info.pages:
+        fg.register_extension("paging", PagingLinks, atom=True, rss=True)
+        fg.paging.links = dict(info.pages)
     fg.generator("aggregator", version=__version__)
     updated = feed_updated(items)
     fg.updated(updated)
@@ -112,10 +144,68 @@ def build(info: FeedInfo, items: Sequence[StoredItem]) -> FeedGenerator:
     return fg
 
 
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def json_feed(info: FeedInfo, items: Sequence[StoredItem]) -> dict:
+    """JSON Feed 1.1 (https://jsonfeed.org/version/1.1)."""
+    feed = {
+        "version": JSON_FEED_VERSION,
+        "title": info.title,
+        "home_page_url": info.html_url,
+        "feed_url": info.self_url,
+        "description": info.subtitle,
+        "language": info.language,
+        "items": [],
+    }
+    if "next" in info.pages:
+        feed["next_url"] = info.pages["next"]
+    for item in items:
+        entry = {
+            "id": item.guid,
+            "url": item_url(info.base_url, item),
+            "title": item.title,
+            "content_html": text_to_html(item.content or item.summary or ""),
+            "date_published": _iso(item.published),
+            "date_modified": _iso(item.updated),
+        }
+        if item.content and item.summary:
+            entry["summary"] = item.summary
+        if item.tags:
+            entry["tags"] = [tag.name for tag in item.tags]
+        if item.related:
+            entry["_aggregator"] = {"related": [f"{info.base_url}/items/{key}" for key, _ in item.related]}
+        feed["items"].append(entry)
+    return feed
+
+
 def render(fmt: str, info: FeedInfo, items: Sequence[StoredItem]) -> bytes:
+    if fmt == "json":
+        return json.dumps(json_feed(info, items), ensure_ascii=False, indent=1).encode() + b"\n"
     fg = build(info, items)
     if fmt == "rss":
         return fg.rss_str(pretty=True)
     if fmt == "atom":
         return fg.atom_str(pretty=True)
     raise ValueError(f"unknown feed format {fmt!r}")
+
+
+@dataclass(frozen=True)
+class Subscription:
+    title: str
+    xml_url: str
+    html_url: str
+
+
+def render_opml(title: str, subscriptions: Sequence[Subscription]) -> bytes:
+    """OPML 2.0 list of feeds, for subscribing to all of them at once."""
+    opml = ET.Element("opml", version="2.0")
+    head = ET.SubElement(opml, "head")
+    ET.SubElement(head, "title").text = title
+    body = ET.SubElement(opml, "body")
+    for sub in subscriptions:
+        ET.SubElement(body, "outline", type="rss", text=sub.title, title=sub.title,
+                      xmlUrl=sub.xml_url, htmlUrl=sub.html_url)
+    ET.indent(opml)
+    return ET.tostring(opml, encoding="utf-8", xml_declaration=True) + b"\n"

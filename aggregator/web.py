@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp_jinja2
@@ -20,7 +21,7 @@ from aggregator.config import Settings
 from aggregator.errors import AggregatorError, BadRequest, NotFound
 from aggregator.ingest import Clock, utc_now
 from aggregator.model import ScanReport
-from aggregator.publish import FeedSpec, RenderedFeed, render_feed
+from aggregator.publish import FeedSpec, RenderedFeed, render_feed, render_subscriptions
 from aggregator.render import FORMATS, text_to_html
 from aggregator.scheduler import Ingester, start_scheduler
 from aggregator.storage import Storage
@@ -39,12 +40,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass
 class FeedCache:
-    """Rendered feeds by (spec, limit), dropped whole when the data changes.
+    """Rendered feeds by (spec, limit, page), dropped whole when the data changes.
 
     The generation guards against a render that started before a change
     landing in the cache after it."""
 
-    entries: dict[tuple[FeedSpec, int], RenderedFeed] = field(default_factory=dict)
+    entries: dict[Hashable, RenderedFeed] = field(default_factory=dict)
     generation: int = 0
     hits: int = 0
     misses: int = 0
@@ -77,13 +78,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 # --- feeds -----------------------------------------------------------------
 
 
-def parse_limit(request: web.Request, settings: Settings) -> int:
-    raw = request.query.get("limit")
+def parse_number(request: web.Request, name: str, default: int, cap: int | None = None) -> int:
+    raw = request.query.get(name)
     if raw is None:
-        return settings.feeds_limit
-    cap = settings.feeds_max_limit
-    if not raw.isdigit() or not 1 <= int(raw) <= cap:
-        raise BadRequest(f"limit must be a whole number from 1 to {cap}, got {raw!r}")
+        return default
+    if not raw.isdigit() or int(raw) < 1 or (cap is not None and int(raw) > cap):
+        upper = f" to {cap}" if cap is not None else " or more"
+        raise BadRequest(f"{name} must be a whole number from 1{upper}, got {raw!r}")
     return int(raw)
 
 
@@ -130,38 +131,55 @@ def accepts_gzip(request: web.Request) -> bool:
     return False
 
 
-async def serve_feed(request: web.Request, spec: FeedSpec) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
-    limit = parse_limit(request, settings)
+async def cached(request: web.Request, key: Hashable, render: Callable[[], RenderedFeed]) -> RenderedFeed:
+    """Rendered bytes from the cache, or rendered now in a worker thread."""
     cache = request.app[CACHE]
-    key = (spec, limit)
     feed = cache.entries.get(key)
-    if feed is None:
-        cache.misses += 1
-        generation = cache.generation
-        feed = await in_thread(render_feed, request.app[STORAGE], settings, spec, limit)
-        if generation == cache.generation:
-            cache.entries[key] = feed
-    else:
+    if feed is not None:
         cache.hits += 1
+        return feed
+    cache.misses += 1
+    generation = cache.generation
+    feed = await in_thread(render)
+    if generation == cache.generation:
+        cache.entries[key] = feed
+    return feed
+
+
+def respond(request: web.Request, feed: RenderedFeed) -> web.Response:
+    """Conditional GET, gzip once per version, and the caching headers."""
     gzipped = accepts_gzip(request)
     # Each representation has its own strong validator.
     etag = feed.etag[:-1] + '-gzip"' if gzipped else feed.etag
     headers = {
         "ETag": etag,
-        "Cache-Control": f"public, max-age={settings.feeds_max_age_seconds}",
+        "Cache-Control": f"public, max-age={request.app[SETTINGS].feeds_max_age_seconds}",
         "Vary": "Accept-Encoding",
     }
     if not_modified(request, feed, etag):
         response = web.Response(status=304, headers=headers)
     else:
-        body = feed.gzipped if gzipped else feed.body
         if gzipped:
             headers["Content-Encoding"] = "gzip"
-        response = web.Response(body=body, headers=headers)
+        response = web.Response(body=feed.gzipped if gzipped else feed.body, headers=headers)
         response.headers["Content-Type"] = feed.content_type
     response.last_modified = feed.last_modified
     return response
+
+
+async def serve_feed(request: web.Request, spec: FeedSpec) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    limit = parse_number(request, "limit", settings.feeds_limit, settings.feeds_max_limit)
+    page = parse_number(request, "page", 1)
+    storage = request.app[STORAGE]
+    feed = await cached(request, (spec, limit, page),
+                        partial(render_feed, storage, settings, spec, limit, page))
+    return respond(request, feed)
+
+
+async def subscriptions(request: web.Request) -> web.StreamResponse:
+    render = partial(render_subscriptions, request.app[STORAGE], request.app[SETTINGS])
+    return respond(request, await cached(request, "opml", render))
 
 
 async def overall_feed(request: web.Request) -> web.StreamResponse:
@@ -194,6 +212,7 @@ async def index_page(request: web.Request) -> dict[str, Any]:
         "title": settings.feeds_title,
         "feeds": feed_links(settings.base_url, "all"),
         "tags": tags,
+        "formats": list(FORMATS),
         "total": total,
         "items": items,
         "last_scan": request.app[INGESTER].last_report,
@@ -272,9 +291,10 @@ def make_app(settings: Settings, *, schedule: bool = True, clock: Clock = utc_no
     env.filters["isodate"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M UTC")
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(ingester_ctx)
-    fmt = "{fmt:rss|atom}"
+    fmt = "{fmt:rss|atom|json}"
     app.router.add_get(f"/feeds/all.{fmt}", overall_feed)
     app.router.add_get(f"/feeds/tags/{{tags}}.{fmt}", tag_feed)
+    app.router.add_get("/feeds.opml", subscriptions)
     app.router.add_get("/", index_page)
     app.router.add_get("/tags/{slug}", tag_page)
     app.router.add_get("/items/{key}", item_page)

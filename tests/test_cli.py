@@ -50,8 +50,8 @@ def test_ingest_twice_reports_no_new_items_the_second_time(config):
     assert "items: 0 new, 0 updated" in second
     exported = sorted(p.relative_to(config.parent / "public").as_posix()
                       for p in (config.parent / "public").rglob("*") if p.is_file())
-    assert exported == ["all.atom", "all.rss", "tags/assad.atom", "tags/assad.rss",
-                        "tags/idlib.atom", "tags/idlib.rss"]
+    assert exported == ["all.atom", "all.json", "all.rss", "tags/assad.atom", "tags/assad.json",
+                        "tags/assad.rss", "tags/idlib.atom", "tags/idlib.json", "tags/idlib.rss"]
 
 
 def test_items_tags_and_sources_listings(config):
@@ -70,7 +70,7 @@ def test_items_tags_and_sources_listings(config):
 def test_export_to_another_folder(config, tmp_path):
     aggregator(config, "ingest")
     out = aggregator(config, "export", str(tmp_path / "static"))
-    assert out.startswith("6 feed files written to")
+    assert out.startswith("9 feed files written to")
     feed = feedparser.parse((tmp_path / "static" / "tags" / "idlib.atom").read_bytes())
     assert not feed.bozo and len(feed.entries) == 10
 
