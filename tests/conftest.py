@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from aggregator.config import Settings, settings_from
 from aggregator.storage import Storage
+from aggregator.web import INGESTER, make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -88,3 +90,20 @@ def write_seed(folder: Path, name: str, text: str, minute: int = 30) -> Path:
     stamp = datetime(2026, 11, 20, 9, minute, tzinfo=timezone.utc).timestamp()
     os.utime(path, (stamp, stamp))
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+async def served(aiohttp_client, make_settings, clock):
+    """The real app on a loopback port, its links pointing at that port."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = make_app(make_settings(**{"server.base_url": base}), schedule=False, clock=clock)
+    client = await aiohttp_client(app, server_kwargs={"port": port})
+    await app[INGESTER].scan()
+    return client, base

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import urllib.request
 import feedparser
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 
 @pytest.fixture
@@ -26,12 +25,6 @@ def config(tmp_path, seed_dir):
         f'[feeds]\nexport_dir = "public"\n'
     )
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def aggregator(config, *args):

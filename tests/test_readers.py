@@ -8,8 +8,6 @@ import sqlite3
 import feedparser
 import pytest
 
-from aggregator.web import INGESTER, make_app
-from test_cli import free_port
 
 FEEDS = {"/feeds/all.atom": 30, "/feeds/all.rss": 30, "/feeds/tags/idlib.atom": 10, "/feeds/tags/assad.rss": 10}
 
@@ -19,17 +17,6 @@ def need(tool: str) -> str:
     if path is None:
         pytest.skip(f"{tool} is not installed (Debian package {tool}; .ci/run installs it)")
     return path
-
-
-@pytest.fixture
-async def served(aiohttp_client, make_settings, clock):
-    """The real app on a loopback port, its links pointing at that port."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = make_app(make_settings(**{"server.base_url": base}), schedule=False, clock=clock)
-    client = await aiohttp_client(app, server_kwargs={"port": port})
-    await app[INGESTER].scan()
-    return client, base
 
 
 async def run(*command: str, stdin: bytes = b"", cwd=None, env=None) -> str:

@@ -1,0 +1,112 @@
+"""The pages in a real headless Chromium, driven over the DevTools protocol."""
+
+import asyncio
+import shutil
+import tempfile
+
+import aiohttp
+import pytest
+
+from conftest import free_port, write_seed
+from aggregator.web import INGESTER, SETTINGS
+
+PHONE = (390, 844)
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+
+def chromium_binary() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("chromium is not installed (Debian package chromium; .ci/run installs it)")
+
+
+class Page:
+    def __init__(self, ws):
+        self.ws, self.next_id = ws, 0
+
+    async def call(self, method, **params):
+        self.next_id += 1
+        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
+        while True:
+            message = await self.ws.receive_json(timeout=30)
+            if message.get("id") == self.next_id:
+                assert "error" not in message, message
+                return message["result"]
+
+    async def evaluate(self, expression):
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    async def open(self, url):
+        await self.call("Page.navigate", url=url)
+        for _ in range(100):
+            if await self.evaluate("document.readyState") == "complete" and await self.evaluate("location.href") == url:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{url} did not load")
+
+
+@pytest.fixture
+async def browser():
+    binary = chromium_binary()
+    port = free_port()
+    profile = tempfile.mkdtemp()
+    process = await asyncio.create_subprocess_exec(
+        binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
+        f"--window-size={PHONE[0]},{PHONE[1]}", "about:blank",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
+                        targets = [t for t in await response.json() if t["type"] == "page"]
+                    if targets:
+                        break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+            async with session.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                page = Page(ws)
+                await page.call("Emulation.setDeviceMetricsOverride", width=PHONE[0], height=PHONE[1],
+                                deviceScaleFactor=1, mobile=True)
+                yield page
+    finally:
+        process.kill()
+        await process.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+async def test_pages_read_well_on_a_phone(served, browser):
+    client, base = served
+    await browser.open(f"{base}/")
+    assert await browser.evaluate("document.querySelectorAll('ul.items li').length") == 30
+    assert await browser.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
+    feeds = await browser.evaluate(
+        "[...document.querySelectorAll('link[rel=alternate]')].map(l => l.type + ' ' + l.href)")
+    assert feeds == [f"application/rss+xml {base}/feeds/all.rss", f"application/atom+xml {base}/feeds/all.atom",
+                     f"application/feed+json {base}/feeds/all.json"]
+    # Follow the first tag link, then the first item, as a person would.
+    await browser.open(await browser.evaluate("document.querySelector('table a').href"))
+    assert await browser.evaluate("document.querySelector('h1').textContent") == "Assad"
+    await browser.open(await browser.evaluate("document.querySelector('ul.items a').href"))
+    assert await browser.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
+    text = await browser.evaluate("document.querySelector('article').innerText")
+    assert "Only a teaser of this story has been seen so far." in text
+
+
+async def test_hostile_titles_show_as_text(served, browser):
+    client, base = served
+    write_seed(client.app[SETTINGS].seeds_dir, "evil.txt",
+               "<script>document.title='owned'</script><img src=x onerror=alert(1)>\n\nBody text.")
+    await client.app[INGESTER].scan()
+    await browser.open(f"{base}/")
+    link = await browser.evaluate("[...document.querySelectorAll('ul.items a')].find(a => a.textContent.includes('script')).href")
+    await browser.open(link)
+    assert await browser.evaluate("document.title") != "owned"
+    assert await browser.evaluate("document.querySelectorAll('article img, article script').length") == 0
+    assert await browser.evaluate("document.querySelector('h1').textContent") == (
+        "<script>document.title='owned'</script><img src=x onerror=alert(1)>")
