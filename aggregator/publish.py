@@ -94,6 +94,7 @@ def feed_info(settings: Settings, spec: FeedSpec, tags: list[Tag], limit: int | 
         self_url=url + feed_query(settings, limit, page),
         html_url=html_url,
         base_url=base,
+        author=settings.feeds_title,
         pages=pages,
     )
 

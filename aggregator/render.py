@@ -41,6 +41,7 @@ class FeedInfo:
     self_url: str  # the URL this very document is served at
     html_url: str  # the page for people showing the same items
     base_url: str  # for item links: {base_url}/items/{key}
+    author: str  # who publishes the feed: the site's title
     pages: dict[str, str] = field(default_factory=dict)  # RFC 5005: first, previous, next → URL
 
 
@@ -114,6 +115,8 @@ def build(info: FeedInfo, items: Sequence[StoredItem]) -> FeedGenerator:
     fg.title(info.title)
     fg.subtitle(info.subtitle)
     fg.language(info.language)
+    # Atom requires an author on the feed when its entries name none.
+    fg.author(name=info.author)
     fg.link(href=info.self_url, rel="self")
     # The last link added becomes RSS <link>: the page for people.
     fg.link(href=info.html_url, rel="alternate", type="text/html")

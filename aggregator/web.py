@@ -249,7 +249,8 @@ async def item_page(request: web.Request) -> dict[str, Any]:
         "item": item,
         # A standfirst is shown above the text; a teaser the text starts with is not.
         "standfirst": item.content and item.summary and not item.content.startswith(item.summary),
-        "feeds": feed_links(settings.base_url, "all"),
+        "feeds": feed_links(settings.base_url, "all")
+        + [link for tag in item.tags for link in feed_links(settings.base_url, f"tags/{tag.slug}")],
     }
 
 

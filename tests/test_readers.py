@@ -56,3 +56,16 @@ async def test_newsboat_subscribes_over_loopback(served, tmp_path):
         guids = {row[0] for row in db.execute("SELECT guid FROM rss_item")}
     body = await (await client.get("/feeds/all.atom")).read()
     assert guids == {entry.id for entry in feedparser.parse(body).entries}
+
+
+async def test_sfeed_update_subscribes_over_loopback(served, tmp_path):
+    sfeed_update = need("sfeed_update")
+    need("curl")  # sfeed_update fetches with curl
+    client, base = served
+    rc = tmp_path / "sfeedrc"
+    rc.write_text(f'sfeedpath="{tmp_path}/feeds"\n'
+                  f'feeds() {{\n  feed "all" "{base}/feeds/all.atom"\n  feed "idlib" "{base}/feeds/tags/idlib.rss"\n}}\n')
+    await run(sfeed_update, str(rc), env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    rows = {name: (tmp_path / "feeds" / name).read_text().splitlines() for name in ("all", "idlib")}
+    assert (len(rows["all"]), len(rows["idlib"])) == (30, 10)
+    assert all(row.split("\t")[2].startswith(f"{base}/items/") for row in rows["all"])
