@@ -3,29 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-from aggregator import __version__
+from aggregator import __version__, daemon
 from aggregator.config import Settings, config_path, describe, load_settings
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.ingest import run_once
 from aggregator.model import ScanReport, StoredItem
 from aggregator.publish import export_feeds
+from aggregator.daemon import JsonFormatter
 from aggregator.storage import Storage
+
+START_SECONDS = 30  # the first scan of a large folder happens after the port opens
+STOP_SECONDS = 10
 
 log = logging.getLogger("aggregator")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # APScheduler reports every run at INFO; our own scan line says more.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -54,23 +65,116 @@ def print_report(report: ScanReport) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
+    return asyncio.run(daemon.serve(settings))
 
-    from aggregator.web import make_app
 
-    log.info("serving %s on http://%s:%d (feeds at %s/feeds/all.atom)", settings.seeds_dir,
-             settings.server_host, settings.server_port, settings.base_url)
-    web.run_app(make_app(settings), host=settings.server_host, port=settings.server_port,
-                print=None, access_log_format='%a "%r" %s %b %Tfs')
+def local_url(settings: Settings, path: str) -> str:
+    host = settings.server_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.server_port}{path}"
+
+
+def answers(settings: Settings) -> bool:
+    try:
+        with urllib.request.urlopen(local_url(settings, "/healthz"), timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
+    pid_file = settings.daemon_pid_file
+    pid = daemon.read_pid(pid_file)
+    if pid and daemon.is_running(pid):
+        print(f"aggregator: already running (pid {pid}); `aggregator stop` first", file=sys.stderr)
+        return 1
+    if pid:
+        print(f"removing stale pid file {pid_file} (pid {pid} is gone)")
+        pid_file.unlink(missing_ok=True)
+    settings.daemon_log_file.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "aggregator"]
+    if settings.config_path:
+        command += ["--config", str(settings.config_path)]
+    command += ["--log-format", args.log_format, "serve"]
+    with open(settings.daemon_log_file, "ab") as log_file:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                   start_new_session=True)
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            print(f"aggregator: the service exited at start (status {process.returncode}); "
+                  f"see {settings.daemon_log_file}", file=sys.stderr)
+            return 1
+        if answers(settings) and daemon.read_pid(pid_file) == process.pid:
+            print(f"aggregator started (pid {process.pid}), serving {settings.base_url}/")
+            return 0
+        time.sleep(0.1)
+    print(f"aggregator: no answer within {START_SECONDS}s; see {settings.daemon_log_file}", file=sys.stderr)
+    return 1
+
+
+def cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
+    pid = daemon.read_pid(settings.daemon_pid_file)
+    if pid is None or not daemon.is_running(pid):
+        settings.daemon_pid_file.unlink(missing_ok=True)
+        print("aggregator is not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while time.monotonic() < deadline:
+        if not daemon.is_running(pid):
+            print(f"aggregator stopped (pid {pid})")
+            return 0
+        time.sleep(0.05)
+    print(f"aggregator: pid {pid} still running {STOP_SECONDS}s after SIGTERM", file=sys.stderr)
+    return 1
+
+
+def cmd_restart(settings: Settings, args: argparse.Namespace) -> int:
+    return cmd_stop(settings, args) or cmd_start(settings, args)
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    """LSB exit codes: 0 running, 1 dead with a stale pid file, 3 stopped."""
+    pid = daemon.read_pid(settings.daemon_pid_file)
+    if pid is None:
+        state, code = "stopped", 3
+    elif not daemon.is_running(pid):
+        state, code = f"dead (stale pid file {settings.daemon_pid_file}, pid {pid})", 1
+    else:
+        state, code = f"running (pid {pid})", 0
+    if not args.json:
+        print(f"aggregator is {state}")
+        return code
+    report: dict[str, Any] = {"state": state.split(" ")[0], "pid": pid}
+    if code == 0:
+        try:
+            with urllib.request.urlopen(local_url(settings, "/status.json"), timeout=5) as response:
+                report.update(json.load(response))
+        except OSError as error:
+            report["error"] = f"no answer from {local_url(settings, '/status.json')}: {error}"
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return code
+
+
+def cmd_systemd_unit(settings: Settings, args: argparse.Namespace) -> int:
+    print(daemon.systemd_unit(settings, args.user), end="")
     return 0
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     storage = Storage(settings.database_url)
     try:
-        report = run_once(storage, settings.seeds_dir, settings.seeds_ignore)
-        if report.changed_data or not settings.feeds_export_dir.exists():
-            export_feeds(storage, settings)
+        lock = storage.ingest_lock()
+        try:
+            report = run_once(storage, settings.seeds_dir, settings.seeds_ignore)
+            if report.changed_data or not settings.feeds_export_dir.exists():
+                export_feeds(storage, settings)
+        finally:
+            lock.release()
     finally:
         storage.close()
     print_report(report)
@@ -158,6 +262,8 @@ def parser() -> argparse.ArgumentParser:
         description="Turn a folder of saved news pages into deduplicated RSS and Atom feeds.")
     top.add_argument("--config", metavar="PATH",
                      help="configuration file (default: $AGGREGATOR_CONFIG, else ./config.toml)")
+    top.add_argument("--log-format", choices=("text", "json"), default="text",
+                     help="log lines as text (default) or one JSON object per line")
     top.add_argument("--version", action="version", version=f"aggregator {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -166,7 +272,15 @@ def parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
         return command
 
-    add("serve", cmd_serve, "scan the seed folder, rescan on a schedule and serve the feeds")
+    add("serve", cmd_serve, "scan the seed folder, rescan on changes and on a schedule, and serve "
+        "the feeds, in the foreground (what a supervisor runs)")
+    add("start", cmd_start, "start the service in the background (pid file, log file)")
+    add("stop", cmd_stop, "stop the background service (SIGTERM) and wait for it")
+    add("restart", cmd_restart, "stop, then start the background service")
+    add("status", cmd_status, "is the service running: exit 0 running, 1 dead, 3 stopped").add_argument(
+        "--json", action="store_true", help="also the last scan, items and failed files")
+    add("systemd-unit", cmd_systemd_unit, "print a systemd unit for this configuration").add_argument(
+        "--user", action="store_true", help="a user service (systemctl --user) instead of a system one")
     add("ingest", cmd_ingest, "scan the seed folder once and report what changed")
     add("items", cmd_items, "list stored items").add_argument("--json", action="store_true")
     add("tags", cmd_tags, "list tags with their slugs and item counts").add_argument(
@@ -190,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"aggregator: configuration error: {error}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, args.log_format)
     try:
         return args.func(settings, args)
     except AggregatorError as error:

@@ -25,6 +25,10 @@ def _positive(value: int) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
 def _port(value: int) -> str | None:
     return None if 0 < value < 65536 else "must be a port number from 1 to 65535"
 
@@ -42,7 +46,7 @@ def _log_level(value: str) -> str | None:
 @dataclass(frozen=True)
 class Option:
     key: str  # "section.name"
-    type: str  # "str", "int", "path", "globs", "url"
+    type: str  # "str", "int", "float", "bool", "path", "globs", "url"
     default: Any
     help: str
     check: Callable[[Any], str | None] | None = None
@@ -58,6 +62,11 @@ OPTIONS: tuple[Option, ...] = (
            "Seconds between scheduled scans of the seed folder.", _positive),
     Option("seeds.ignore", "globs", list(DEFAULT_IGNORE),
            "File name patterns never read (hidden, editor swap and partial files)."),
+    Option("seeds.watch", "bool", True,
+           "React to file-system events at once; the interval scan stays as the safety net."),
+    Option("seeds.settle_seconds", "float", 0.5,
+           "A file modified more recently than this may still be being written: it waits.",
+           _not_negative),
     Option("database.url", "url", "sqlite:///data/aggregator.db",
            "SQLAlchemy URL of the store; a relative SQLite path is relative to this file."),
     Option("server.host", "str", "127.0.0.1",
@@ -78,6 +87,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("feeds.export_dir", "path", "feeds",
            "Folder the rendered feeds are also written to, for any static web server."),
     Option("log.level", "str", "info", "Least important log messages shown.", _log_level),
+    Option("daemon.pid_file", "path", "data/aggregator.pid",
+           "Where `aggregator serve` records its process id (used by start, stop and status)."),
+    Option("daemon.log_file", "path", "data/aggregator.log",
+           "Where `aggregator start` sends the detached service's log."),
 )
 
 
@@ -86,6 +99,8 @@ class Settings:
     seeds_dir: Path
     seeds_interval_seconds: int
     seeds_ignore: tuple[str, ...]
+    seeds_watch: bool
+    seeds_settle_seconds: float
     database_url: str
     server_host: str
     server_port: int
@@ -98,6 +113,8 @@ class Settings:
     feeds_max_age_seconds: int
     feeds_export_dir: Path
     log_level: str
+    daemon_pid_file: Path
+    daemon_log_file: Path
     config_path: Path | None = None
 
     @property
@@ -106,6 +123,12 @@ class Settings:
 
 
 def _check_type(option: Option, value: Any) -> str | None:
+    if option.type == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return None
+        return f"expected a number, got {value!r}"
+    if option.type == "bool":
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
     expected = {
         "str": (str, "a string"),
         "path": (str, "a path string"),
@@ -127,6 +150,8 @@ def _resolve(option: Option, value: Any, base: Path) -> Any:
         return (base / Path(value).expanduser()).resolve()
     if option.type == "globs":
         return tuple(value)
+    if option.type == "float":
+        return float(value)
     if option.type == "url":
         return _database_url(value, base)
     return value

@@ -7,6 +7,7 @@ Blocking: run it in a worker thread, never on the event loop."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -77,7 +78,7 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
     except SeedError as error:
         with storage.writer(now) as w:
             w.source(seed.rel, seed.size, seed.mtime_ns, sha256, error.status, str(error), 0)
-        log.warning("%s: %s: %s", seed.rel, error.status, error)
+        log.warning("%s: %s: %s", seed.rel, error.status, error, extra={"path": seed.rel})
         return FileResult(seed.rel, error.status, str(error))
     counts = {"new": 0, "updated": 0, "same": 0}
     with storage.writer(now) as w:
@@ -88,8 +89,9 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
             w.sighting(source, position, item_id, item.title)
             counts[outcome] += 1
     log.info("%s: %s page, %d items (%d new, %d updated)", seed.rel, page.layout,
-             len(page.items), counts["new"], counts["updated"])
-    return FileResult(seed.rel, "ok", None, counts["new"], counts["updated"], len(page.items))
+             len(page.items), counts["new"], counts["updated"], extra={"path": seed.rel})
+    return FileResult(seed.rel, "ok", None, counts["new"], counts["updated"], len(page.items),
+                      seed.mtime_ns / 1e9)
 
 
 def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Clock) -> FileResult | None:
@@ -98,7 +100,7 @@ def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Cl
         data = seed.path.read_bytes()
     except OSError as error:
         reason = f"cannot read file: {error.strerror or error}"
-        log.warning("%s: failed: %s", seed.rel, reason)
+        log.warning("%s: failed: %s", seed.rel, reason, extra={"path": seed.rel})
         with storage.writer(clock()) as w:
             w.source(seed.rel, seed.size, seed.mtime_ns, known_sha or "", "failed", reason, 0)
         return FileResult(seed.rel, "failed", reason)
@@ -110,12 +112,23 @@ def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Cl
 
 
 def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE,
-             clock: Clock = utc_now) -> ScanReport:
+             clock: Clock = utc_now, settle_seconds: float = 0.0,
+             stopping: Callable[[], bool] = lambda: False) -> ScanReport:
+    """Scan the folder once. A file modified less than `settle_seconds` ago may
+    still be being written: it is left for a later scan (counted as deferred).
+    `stopping` is asked between files, so a shutdown waits for one file only."""
     started = clock()
     known = storage.sources()
     seeds = list_seed_files(folder, ignore)
     results: list[FileResult] = []
+    settled_before = time.time_ns() - int(settle_seconds * 1e9)
+    deferred = 0
     for seed in seeds:
+        if stopping():
+            break
+        if seed.mtime_ns > settled_before:
+            deferred += 1
+            continue
         previous = known.get(seed.rel)
         if previous and previous.status != "failed" and (
             (previous.size, previous.mtime_ns) == (seed.size, seed.mtime_ns)
@@ -127,10 +140,10 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
         except AggregatorError as error:
             # The store refused this file (locked, full …): nothing of it was
             # written, and its source row is unchanged, so the next scan retries.
-            log.error("%s: failed: %s", seed.rel, error)
+            log.error("%s: failed: %s", seed.rel, error, extra={"path": seed.rel})
             result = FileResult(seed.rel, "failed", str(error))
         except Exception as error:  # a bug must not stop the other files
-            log.exception("%s: failed: unexpected error", seed.rel)
+            log.exception("%s: failed: unexpected error", seed.rel, extra={"path": seed.rel})
             result = FileResult(seed.rel, "failed", f"unexpected error: {error!r}")
         if result is not None:
             results.append(result)
@@ -138,4 +151,4 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
     gone = [path for path, src in known.items() if path not in present and src.status != "missing"]
     storage.mark_missing(gone, clock())
     return ScanReport(started=started, finished=clock(), files_seen=len(seeds),
-                      files=tuple(results), missing=len(gone))
+                      files=tuple(results), missing=len(gone), deferred=deferred)

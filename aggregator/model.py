@@ -126,6 +126,7 @@ class FileResult:
     new_items: int = 0
     updated_items: int = 0
     parsed_items: int = 0
+    mtime: float | None = None  # the file's modification time, seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class ScanReport:
     files_seen: int
     files: tuple[FileResult, ...] = field(default=())  # only the files read this scan
     missing: int = 0
+    deferred: int = 0  # files still being written, left for the next scan
 
     @property
     def files_changed(self) -> int:

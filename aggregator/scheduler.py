@@ -1,6 +1,6 @@
-"""The scheduled ingester: an APScheduler interval job (and a scan at start)
-that runs ingest.run_once in a worker thread and tells the server when the
-data changed."""
+"""The ingester of a running service: scans on a schedule (APScheduler), on
+file-system events (watchfiles) and at start-up, one at a time on a worker
+thread, and tells the server when the data changed."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from watchfiles import Change, awatch
 
 from aggregator.config import Settings
 from aggregator.ingest import Clock, run_once, utc_now
 from aggregator.model import ScanReport
 from aggregator.publish import export_feeds
+from aggregator.seeds import is_ignored
 from aggregator.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -23,7 +26,11 @@ log = logging.getLogger(__name__)
 
 class Ingester:
     """Runs scans one at a time on a single writer thread: SQLite takes one
-    writer, and overlapping scans of one folder would only repeat work."""
+    writer, and overlapping scans of one folder would only repeat work.
+
+    Scan requests (timer, file events, start-up) only set a flag; one runner
+    task scans while the flag is set, so a burst of 1000 new files makes a
+    few scans, not 1000."""
 
     def __init__(self, settings: Settings, storage: Storage,
                  on_change: Callable[[ScanReport], None] = lambda report: None,
@@ -33,15 +40,22 @@ class Ingester:
         self.on_change = on_change
         self.clock = clock
         self.last_report: ScanReport | None = None
+        self.last_success: datetime | None = None
+        self.last_error: str | None = None
+        self.first_scan = asyncio.Event()
+        self.reports: list[Callable[[ScanReport], None]] = []  # observers, e.g. metrics
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self._lock = asyncio.Lock()
+        self._wanted = asyncio.Event()
+        self._stopping = False
         self._exported = False
 
     def scan_blocking(self) -> ScanReport:
-        report = run_once(self.storage, self.settings.seeds_dir, self.settings.seeds_ignore,
-                          self.clock)
+        settings = self.settings
+        report = run_once(self.storage, settings.seeds_dir, settings.seeds_ignore, self.clock,
+                          settings.seeds_settle_seconds, lambda: self._stopping)
         if report.changed_data or not self._exported:
-            export_feeds(self.storage, self.settings)
+            export_feeds(self.storage, settings)
             self._exported = True
         return report
 
@@ -50,37 +64,88 @@ class Ingester:
             loop = asyncio.get_running_loop()
             report = await loop.run_in_executor(self._executor, self.scan_blocking)
         self.last_report = report
+        self.last_success = report.finished
+        self.last_error = None
         log.info(
-            "scan done in %.2fs: %d files, %d changed, %d failed, %d new items, %d updated",
-            report.seconds, report.files_seen, report.files_changed,
-            len(report.files_failed), report.new_items, report.updated_items,
+            "scan done in %.2fs: %d files, %d changed, %d failed, %d new items, %d updated%s",
+            report.seconds, report.files_seen, report.files_changed, len(report.files_failed),
+            report.new_items, report.updated_items,
+            f", {report.deferred} still being written" if report.deferred else "",
         )
         if report.changed_data:
             self.on_change(report)
+        for observer in self.reports:
+            observer(report)
+        if report.deferred:
+            # Look again once the files being written have had time to settle.
+            asyncio.get_running_loop().call_later(self.settings.seeds_settle_seconds, self.request_scan)
         return report
 
     async def scan_logged(self) -> None:
-        """The scheduled job: a failed scan is logged, and the next one tries again."""
+        """A failed scan is logged, and the next one tries again."""
         try:
             await self.scan()
-        except Exception:
+        except Exception as error:
+            self.last_error = str(error).splitlines()[0] if str(error) else repr(error)
             log.exception("scan of %s failed", self.settings.seeds_dir)
+        finally:
+            self.first_scan.set()
+
+    def request_scan(self) -> None:
+        if not self._stopping:
+            self._wanted.set()
+
+    async def run(self) -> None:
+        """Scan whenever asked, until cancelled."""
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            await self.scan_logged()
+
+    def stop(self) -> None:
+        """Finish the file being ingested, then no more."""
+        self._stopping = True
 
     def close(self) -> None:
+        self._stopping = True
         self._executor.shutdown(wait=True)
 
 
-def start_scheduler(ingester: Ingester, interval_seconds: int, first_run: datetime | None = None) -> AsyncIOScheduler:
+def start_scheduler(ingester: Ingester, interval_seconds: int) -> AsyncIOScheduler:
+    """The safety net: a scan every interval even when no file event came
+    (events can be lost, e.g. on network file systems)."""
     scheduler = AsyncIOScheduler(timezone=timezone.utc)
     scheduler.add_job(
-        ingester.scan_logged,
+        ingester.request_scan,
         "interval",
         seconds=interval_seconds,
         id="scan",
-        next_run_time=first_run or datetime.now(timezone.utc),
-        max_instances=1,  # a slow scan is not overlapped by the next one …
-        coalesce=True,  # … and missed runs collapse into one
+        next_run_time=datetime.now(timezone.utc) + timedelta(seconds=interval_seconds),
+        max_instances=1,
+        coalesce=True,  # missed runs (a suspended laptop) collapse into one
         misfire_grace_time=interval_seconds,
     )
     scheduler.start()
     return scheduler
+
+
+def reschedule(scheduler: AsyncIOScheduler, interval_seconds: int) -> None:
+    scheduler.reschedule_job("scan", trigger="interval", seconds=interval_seconds)
+
+
+async def watch(ingester: Ingester, stop: asyncio.Event) -> None:
+    """Ask for a scan when files in the seed folder change (inotify on Linux)."""
+    folder = ingester.settings.seeds_dir
+
+    def wanted(change: Change, path: str) -> bool:
+        return not is_ignored(Path(path).name, ingester.settings.seeds_ignore)
+
+    try:
+        async for changes in awatch(folder, watch_filter=wanted, debounce=200, step=50,
+                                    stop_event=stop, recursive=True):
+            log.debug("%d changes in %s", len(changes), folder)
+            ingester.request_scan()
+    except Exception:
+        # Without events the scheduled scan still picks files up, only later.
+        log.exception("watching %s failed; relying on the scan every %ds", folder,
+                      ingester.settings.seeds_interval_seconds)

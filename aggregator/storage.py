@@ -6,7 +6,9 @@ nothing below is specific to one database except the SQLite connection set-up.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -414,6 +416,24 @@ class Writer:
         return change.changes_entry
 
 
+# Arbitrary, fixed: the PostgreSQL advisory lock only one ingester may hold.
+INGEST_LOCK_KEY = 0x616767726567  # "aggreg"
+
+
+class IngestLock:
+    """Held by the one process that ingests into a database: a file lock
+    beside an SQLite file, a session-level advisory lock on PostgreSQL. The
+    operating system or the server releases it when the process dies."""
+
+    def __init__(self, release):
+        self._release = release
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+
 class Storage:
     def __init__(self, url: str):
         self.url = url
@@ -424,6 +444,38 @@ class Storage:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def ingest_lock(self) -> IngestLock:
+        """Become the database's only ingester, or raise StorageError saying who is."""
+        if self.engine.dialect.name == "sqlite":
+            return self._file_lock()
+        connection = self.engine.connect()
+        with self._errors("take the ingest lock"):
+            got = connection.scalar(select(func.pg_try_advisory_lock(INGEST_LOCK_KEY)))
+        if not got:
+            connection.close()
+            raise StorageError("another aggregator is already ingesting into this database")
+        return IngestLock(connection.close)
+
+    def _file_lock(self) -> IngestLock:
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            return IngestLock(None)
+        path = Path(database + ".lock")
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StorageError(f"another aggregator (pid {holder}) is already ingesting into "
+                               f"{database}; stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return IngestLock(handle.close)
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -483,6 +535,20 @@ class Storage:
                 .order_by(SourceRow.path, sightings.c.position)
             )
             return [tuple(row) for row in rows]
+
+    def ping(self) -> None:
+        """Raise StorageError unless the database answers."""
+        with self._read() as session:
+            session.execute(select(1))
+
+    def stats(self) -> tuple[int, int, dict[str, int]]:
+        """(items, tags, seed files by status)."""
+        with self._read() as session:
+            items = session.scalar(select(func.count(ItemRow.id))) or 0
+            tags = session.scalar(select(func.count(TagRow.id))) or 0
+            files = dict(session.execute(
+                select(SourceRow.status, func.count(SourceRow.id)).group_by(SourceRow.status)).all())
+            return items, tags, files
 
     def item_count(self) -> int:
         with self._read() as session:

@@ -8,34 +8,52 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from aggregator import __version__
 from aggregator.config import Settings
 from aggregator.errors import AggregatorError, BadRequest, NotFound
 from aggregator.ingest import Clock, utc_now
 from aggregator.model import ScanReport
 from aggregator.publish import FeedSpec, RenderedFeed, render_feed, render_subscriptions
 from aggregator.render import FORMATS, text_to_html
-from aggregator.scheduler import Ingester, start_scheduler
+from aggregator.metrics import Metrics
+from aggregator.scheduler import Ingester, reschedule, start_scheduler, watch
 from aggregator.storage import Storage
 
 log = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
+LIVE = web.AppKey("live", "Live")
 STORAGE = web.AppKey("storage", Storage)
 INGESTER = web.AppKey("ingester", Ingester)
 CACHE = web.AppKey("cache", "FeedCache")
 SCHEDULE = web.AppKey("schedule", bool)
 CLOCK = web.AppKey("clock", Clock)  # type: ignore[arg-type]
+METRICS = web.AppKey("metrics", Metrics)
+SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Live:
+    """What SIGHUP may change while the service runs."""
+
+    settings: Settings
+
+
+def settings_of(app: web.Application) -> Settings:
+    return app[LIVE].settings
 
 
 @dataclass
@@ -73,6 +91,22 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if status == 503:
             log.error("%s %s: %s", request.method, request.path, error)
         return web.Response(status=status, text=f"{error}\n")
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as error:
+        status = error.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].requests.labels(route, str(status)).inc()
 
 
 # --- feeds -----------------------------------------------------------------
@@ -153,10 +187,11 @@ def respond(request: web.Request, feed: RenderedFeed) -> web.Response:
     etag = feed.etag[:-1] + '-gzip"' if gzipped else feed.etag
     headers = {
         "ETag": etag,
-        "Cache-Control": f"public, max-age={request.app[SETTINGS].feeds_max_age_seconds}",
+        "Cache-Control": f"public, max-age={settings_of(request.app).feeds_max_age_seconds}",
         "Vary": "Accept-Encoding",
     }
     if not_modified(request, feed, etag):
+        request.app[METRICS].not_modified.inc()
         response = web.Response(status=304, headers=headers)
     else:
         if gzipped:
@@ -168,7 +203,7 @@ def respond(request: web.Request, feed: RenderedFeed) -> web.Response:
 
 
 async def serve_feed(request: web.Request, spec: FeedSpec) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
+    settings = settings_of(request.app)
     limit = parse_number(request, "limit", settings.feeds_limit, settings.feeds_max_limit)
     page = parse_number(request, "page", 1)
     storage = request.app[STORAGE]
@@ -178,7 +213,7 @@ async def serve_feed(request: web.Request, spec: FeedSpec) -> web.StreamResponse
 
 
 async def subscriptions(request: web.Request) -> web.StreamResponse:
-    render = partial(render_subscriptions, request.app[STORAGE], request.app[SETTINGS])
+    render = partial(render_subscriptions, request.app[STORAGE], settings_of(request.app))
     return respond(request, await cached(request, "opml", render))
 
 
@@ -203,7 +238,7 @@ def feed_links(base: str, spec_name: str) -> list[dict[str, str]]:
 
 @aiohttp_jinja2.template("index.html")
 async def index_page(request: web.Request) -> dict[str, Any]:
-    settings, storage = request.app[SETTINGS], request.app[STORAGE]
+    settings, storage = settings_of(request.app), request.app[STORAGE]
     tags = await in_thread(storage.tags)
     items = await in_thread(storage.newest_items, settings.feeds_limit)
     total = await in_thread(storage.item_count)
@@ -221,7 +256,7 @@ async def index_page(request: web.Request) -> dict[str, Any]:
 
 @aiohttp_jinja2.template("tag.html")
 async def tag_page(request: web.Request) -> dict[str, Any]:
-    settings, storage = request.app[SETTINGS], request.app[STORAGE]
+    settings, storage = settings_of(request.app), request.app[STORAGE]
     tag = await in_thread(storage.find_tag, request.match_info["slug"])
     if tag is None:
         raise NotFound(f"no tag {request.match_info['slug']!r}")
@@ -239,7 +274,7 @@ async def tag_page(request: web.Request) -> dict[str, Any]:
 
 @aiohttp_jinja2.template("item.html")
 async def item_page(request: web.Request) -> dict[str, Any]:
-    settings, storage = request.app[SETTINGS], request.app[STORAGE]
+    settings, storage = settings_of(request.app), request.app[STORAGE]
     item = await in_thread(storage.item, request.match_info["key"])
     if item is None:
         raise NotFound(f"no item {request.match_info['key']!r}")
@@ -258,29 +293,125 @@ async def item_page(request: web.Request) -> dict[str, Any]:
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    storage = await in_thread(Storage, app[SETTINGS].database_url)
+    storage = await in_thread(Storage, settings_of(app).database_url)
+    try:
+        # A service that scans must be the only ingester of its database.
+        lock = await in_thread(storage.ingest_lock) if app[SCHEDULE] else None
+    except AggregatorError:
+        storage.close()
+        raise
     app[STORAGE] = storage
     yield
+    if lock is not None:
+        lock.release()
     storage.close()
 
 
 async def ingester_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    settings = settings_of(app)
     ingester = Ingester(settings, app[STORAGE], app[CACHE].invalidate, app[CLOCK])
+    ingester.reports.append(app[METRICS].observe_scan)
     app[INGESTER] = ingester
-    scheduler = start_scheduler(ingester, settings.seeds_interval_seconds) if app[SCHEDULE] else None
+    tasks = []
+    stop_watching = asyncio.Event()
+    if app[SCHEDULE]:
+        app[SCHEDULER] = start_scheduler(ingester, settings.seeds_interval_seconds)
+        tasks.append(asyncio.create_task(ingester.run(), name="ingester"))
+        if settings.seeds_watch:
+            tasks.append(asyncio.create_task(watch(ingester, stop_watching), name="watcher"))
+        ingester.request_scan()  # the scan at start-up
     yield
-    if scheduler is not None:
-        scheduler.shutdown(wait=False)
+    stop_watching.set()
+    if SCHEDULER in app:
+        app[SCHEDULER].shutdown(wait=False)
+    ingester.stop()  # the file being ingested finishes, no other starts
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.get_running_loop().run_in_executor(None, ingester.close)
+
+
+def reload(app: web.Application, settings: Settings) -> None:
+    """Apply a new configuration to the running service (SIGHUP). The seed
+    folder, database and address stay: changing them takes a restart."""
+    app[LIVE].settings = settings
+    app[INGESTER].settings = settings
+    if SCHEDULER in app:
+        reschedule(app[SCHEDULER], settings.seeds_interval_seconds)
+    app[CACHE].invalidate()  # titles and limits show in the feeds
+
+
+# --- health, readiness, metrics ---------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def readiness(app: web.Application, now: datetime) -> str | None:
+    """Why the service is not ready, or None."""
+    ingester = app[INGESTER]
+    limit = timedelta(seconds=3 * settings_of(app).seeds_interval_seconds)
+    if ingester.last_success is None:
+        return ingester.last_error and f"last scan failed: {ingester.last_error}" or "no scan finished yet"
+    if now - ingester.last_success > limit:
+        return f"no scan finished since {ingester.last_success.isoformat()}"
+    return None
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await in_thread(request.app[STORAGE].ping)
+        reason = readiness(request.app, datetime.now(timezone.utc))
+    except AggregatorError as error:
+        reason = str(error)
+    if reason:
+        return web.json_response({"ready": False, "reason": reason}, status=503)
+    return web.json_response({"ready": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    stats = await in_thread(request.app[STORAGE].stats)
+    request.app[METRICS].observe_store(*stats)
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def report_json(report: ScanReport | None) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    return {
+        "finished": report.finished.isoformat(),
+        "seconds": round(report.seconds, 3),
+        "files_seen": report.files_seen,
+        "files_changed": report.files_changed,
+        "new_items": report.new_items,
+        "updated_items": report.updated_items,
+        "failed": [{"path": f.path, "status": f.status, "reason": f.reason} for f in report.files_failed],
+    }
+
+
+async def status(request: web.Request) -> web.Response:
+    items, tags, files = await in_thread(request.app[STORAGE].stats)
+    ingester = request.app[INGESTER]
+    return web.json_response({
+        "pid": os.getpid(),
+        "version": __version__,
+        "items": items,
+        "tags": tags,
+        "files": files,
+        "last_scan": report_json(ingester.last_report),
+        "last_error": ingester.last_error,
+    })
 
 
 def make_app(settings: Settings, *, schedule: bool = True, clock: Clock = utc_now) -> web.Application:
     """The service. With schedule=False nothing scans by itself (tests call
     app[INGESTER].scan())."""
-    app = web.Application(middlewares=[errors_middleware])
-    app[SETTINGS] = settings
-    app[CACHE] = FeedCache()
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware])
+    app[LIVE] = Live(settings)
+    cache = app[CACHE] = FeedCache()
+    app[METRICS] = Metrics(lambda: (cache.hits, cache.misses))
     app[SCHEDULE] = schedule
     app[CLOCK] = clock
     env = aiohttp_jinja2.setup(
@@ -296,6 +427,10 @@ def make_app(settings: Settings, *, schedule: bool = True, clock: Clock = utc_no
     app.router.add_get(f"/feeds/all.{fmt}", overall_feed)
     app.router.add_get(f"/feeds/tags/{{tags}}.{fmt}", tag_feed)
     app.router.add_get("/feeds.opml", subscriptions)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/status.json", status)
     app.router.add_get("/", index_page)
     app.router.add_get("/tags/{slug}", tag_page)
     app.router.add_get("/items/{key}", item_page)

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from conftest import free_port, write_seed
-from aggregator.web import INGESTER, SETTINGS
+from aggregator.web import INGESTER, settings_of
 
 PHONE = (390, 844)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -100,7 +100,7 @@ async def test_pages_read_well_on_a_phone(served, browser):
 
 async def test_hostile_titles_show_as_text(served, browser):
     client, base = served
-    write_seed(client.app[SETTINGS].seeds_dir, "evil.txt",
+    write_seed(settings_of(client.app).seeds_dir, "evil.txt",
                "<script>document.title='owned'</script><img src=x onerror=alert(1)>\n\nBody text.")
     await client.app[INGESTER].scan()
     await browser.open(f"{base}/")

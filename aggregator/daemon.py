@@ -1,0 +1,237 @@
+"""Running as a service: the foreground `serve` loop with systemd
+notification and signals, the pid file behind start/stop/status, and the
+systemd unit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from aiohttp import web
+
+from aggregator.config import Settings, load_settings
+from aggregator.errors import AggregatorError, ConfigError
+from aggregator.web import INGESTER, make_app, reload
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS = 3.0  # in-flight requests get this long; the whole stop stays under 5 s
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
+
+
+# --- systemd notification (sd_notify protocol: one datagram per state) ---------
+
+
+def notify(state: str) -> bool:
+    """Tell systemd our state when it started us with Type=notify."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract socket namespace
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+        return True
+    except OSError as error:
+        log.warning("cannot notify systemd at %s: %s", os.environ["NOTIFY_SOCKET"], error)
+        return False
+
+
+def watchdog_interval() -> float | None:
+    """Half the WatchdogSec systemd asked for, or None."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return int(usec) / 2e6
+    except ValueError:
+        return None
+
+
+async def watchdog(interval: float) -> None:
+    # Pinging from the event loop: a loop that hangs stops the pings, and
+    # systemd restarts the service.
+    while True:
+        notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+# --- the pid file ---------------------------------------------------------------
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_running(pid: int) -> bool:
+    """Alive and an aggregator (not another program that got the pid later)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the signal check
+    return b"aggregator" in cmdline
+
+
+def write_pid(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
+def remove_pid(path: Path) -> None:
+    if read_pid(path) == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+# --- serve ----------------------------------------------------------------------------
+
+
+def reload_config(app: web.Application, settings: Settings) -> Settings:
+    """SIGHUP: read the config again; a bad one is logged and the old kept."""
+    try:
+        new = load_settings(settings.config_path)
+    except ConfigError as error:
+        log.error("reload refused, keeping the running configuration: %s", error)
+        return settings
+    fixed = [key for key, old, now in (
+        ("seeds.dir", settings.seeds_dir, new.seeds_dir),
+        ("database.url", settings.database_url, new.database_url),
+        ("server.host", settings.server_host, new.server_host),
+        ("server.port", settings.server_port, new.server_port),
+    ) if old != now]
+    if fixed:
+        log.warning("reload: %s only change with a restart; keeping the running values",
+                    ", ".join(fixed))
+        new = replace(new, seeds_dir=settings.seeds_dir, database_url=settings.database_url,
+                      server_host=settings.server_host, server_port=settings.server_port)
+    reload(app, new)
+    logging.getLogger().setLevel(new.log_level.upper())
+    log.info("configuration reloaded from %s", settings.config_path)
+    return new
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT; 0 on a clean stop."""
+    pid = read_pid(settings.daemon_pid_file)
+    if pid and pid != os.getpid() and is_running(pid):
+        print(f"aggregator: already running (pid {pid}, {settings.daemon_pid_file})", file=sys.stderr)
+        return 1
+    app = make_app(settings)
+    runner = web.AppRunner(app, access_log_format=ACCESS_LOG_FORMAT, shutdown_timeout=SHUTDOWN_SECONDS)
+    try:
+        await runner.setup()  # the store, its ingest lock, the ingester and the watcher
+        site = web.TCPSite(runner, settings.server_host, settings.server_port)
+        await site.start()
+    except (AggregatorError, OSError) as error:
+        print(f"aggregator: cannot start: {error}", file=sys.stderr)
+        await runner.cleanup()
+        return 1
+    write_pid(settings.daemon_pid_file)
+    log.info("serving %s on http://%s:%d (feeds at %s/feeds/all.atom)", settings.seeds_dir,
+             settings.server_host, settings.server_port, settings.base_url)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    current = settings
+
+    def on_hangup() -> None:
+        nonlocal current
+        current = reload_config(app, current)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    pinger = asyncio.create_task(watchdog(interval)) if (interval := watchdog_interval()) else None
+    first_scan = asyncio.create_task(app[INGESTER].first_scan.wait())
+    await asyncio.wait([first_scan, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if first_scan.done():
+        notify("READY=1")
+        log.info("ready: first scan done, listening")
+    await stop.wait()
+    log.info("stopping")
+    notify("STOPPING=1")
+    if pinger:
+        pinger.cancel()
+    await runner.cleanup()
+    remove_pid(settings.daemon_pid_file)
+    log.info("stopped")
+    return 0
+
+
+# --- logging -------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if hasattr(record, "path"):
+            entry["path"] = record.path
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+# --- the systemd unit ---------------------------------------------------------------------
+
+
+def systemd_unit(settings: Settings, user: bool) -> str:
+    config = f" --config {settings.config_path}" if settings.config_path else ""
+    database = settings.database_url.removeprefix("sqlite:///")
+    writable = sorted({
+        str(settings.seeds_dir),
+        str(settings.feeds_export_dir),
+        str(settings.daemon_pid_file.parent),
+        *([str(Path(database).parent)] if settings.database_url.startswith("sqlite:///") else []),
+    })
+    lines = [
+        "[Unit]",
+        "Description=aggregator: deduplicated news feeds from a folder of saved pages",
+        "After=network.target",
+        "",
+        "[Service]",
+        "Type=notify",
+        "NotifyAccess=main",
+        f"ExecStart={sys.executable} -m aggregator{config} serve",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "RestartSec=2",
+        "WatchdogSec=30",
+        "TimeoutStopSec=10",
+        f"WorkingDirectory={settings.config_path.parent if settings.config_path else Path.cwd()}",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        *([] if user else ["ProtectHome=read-only"]),
+        "PrivateTmp=yes",
+        f"ReadWritePaths={' '.join(writable)}",
+        "",
+        "[Install]",
+        f"WantedBy={'default.target' if user else 'multi-user.target'}",
+    ]
+    return "\n".join(lines) + "\n"
