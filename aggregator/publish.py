@@ -169,6 +169,10 @@ def export_feeds(storage: Storage, settings: Settings, folder: Path | None = Non
     """Write every feed (overall and per tag, RSS and Atom) to the folder;
     unchanged files are not rewritten."""
     folder = folder or settings.feeds_export_dir
+    # A process killed while writing leaves its temporary file: never a
+    # feed (the rename did not happen), so it goes.
+    for stale in folder.glob("**/.*.tmp"):
+        stale.unlink(missing_ok=True)
     written = []
     for spec in all_feed_specs(storage):
         body = render_feed(storage, settings, spec, settings.feeds_limit).body

@@ -362,7 +362,7 @@ def readiness(app: web.Application, now: datetime) -> str | None:
 async def readyz(request: web.Request) -> web.Response:
     try:
         await in_thread(request.app[STORAGE].ping)
-        reason = readiness(request.app, datetime.now(timezone.utc))
+        reason = readiness(request.app, request.app[CLOCK]())
     except AggregatorError as error:
         reason = str(error)
     if reason:

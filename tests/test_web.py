@@ -8,6 +8,8 @@ import feedparser
 import pytest
 from lxml import etree
 
+from datetime import timedelta
+
 from aggregator.web import CACHE, INGESTER, make_app
 from conftest import write_seed
 from test_parse import seed_page
@@ -238,3 +240,55 @@ async def test_other_outlets_report_is_linked_not_merged(client):
     html = await (await client.get(wire.link.removeprefix(BASE))).text()
     section = html.split("Also reported as", 1)[1]
     assert article.title in section
+
+
+async def test_health_readiness_and_metrics(aiohttp_client, settings, clock):
+    app = make_app(settings, schedule=False, clock=clock)
+    client = await aiohttp_client(app)
+    assert (await client.get("/healthz")).status == 200
+    not_ready = await client.get("/readyz")
+    assert not_ready.status == 503 and await not_ready.json() == {"ready": False, "reason": "no scan finished yet"}
+    await app[INGESTER].scan()
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["ready"] is True
+    first = await client.get("/feeds/all.atom")
+    await client.get("/feeds/all.atom", headers={"If-None-Match": first.headers["ETag"]})
+    await client.get("/feeds/tags/nowhere.rss")
+    text = await (await client.get("/metrics")).text()
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+              for line in text.splitlines() if line and not line.startswith("#")}
+    assert values["aggregator_items"] == 30 and values["aggregator_tags"] == 2
+    assert values['aggregator_files{status="ok"}'] == 5
+    assert values['aggregator_scans_total{result="ok"}'] == 1
+    assert values["aggregator_scan_duration_seconds_count"] == 1
+    assert values["aggregator_last_successful_scan_timestamp_seconds"] == clock.now.timestamp()
+    assert values["aggregator_file_to_feed_seconds_count"] == 5
+    assert values['aggregator_feed_cache_total{result="miss"}'] == 1
+    assert values['aggregator_feed_cache_total{result="hit"}'] == 1
+    assert values["aggregator_http_not_modified_total"] == 1
+    assert values['aggregator_http_requests_total{route="/feeds/tags/{tags}.{fmt}",status="404"}'] == 1
+
+
+async def test_readiness_fails_when_scans_stop(aiohttp_client, settings, clock):
+    app = make_app(settings, schedule=False, clock=clock)
+    client = await aiohttp_client(app)
+    await app[INGESTER].scan()
+    app[INGESTER].last_success -= timedelta(seconds=3 * settings.seeds_interval_seconds + 1)
+    response = await client.get("/readyz")
+    assert response.status == 503 and (await response.json())["reason"].startswith("no scan finished since")
+
+
+def test_files_still_being_written_wait(storage, settings, clock):
+    from aggregator.ingest import run_once
+
+    path = settings.seeds_dir / "writing.txt"
+    path.write_text("A story being written\n\nIts first half")  # mtime: now
+    report = run_once(storage, settings.seeds_dir, settings.seeds_ignore, clock, settle_seconds=30)
+    assert report.deferred == 1 and "writing.txt" not in storage.sources()
+    part = settings.seeds_dir / "next.txt.part"
+    part.write_text("Renamed into place\n\nA download finished and renamed.")
+    report = run_once(storage, settings.seeds_dir, settings.seeds_ignore, clock)
+    assert "next.txt.part" not in storage.sources() and "writing.txt" in storage.sources()
+    part.rename(settings.seeds_dir / "next.txt")
+    run_once(storage, settings.seeds_dir, settings.seeds_ignore, clock)
+    assert storage.sources()["next.txt"].status == "ok"
