@@ -292,3 +292,27 @@ def test_files_still_being_written_wait(storage, settings, clock):
     part.rename(settings.seeds_dir / "next.txt")
     run_once(storage, settings.seeds_dir, settings.seeds_ignore, clock)
     assert storage.sources()["next.txt"].status == "ok"
+
+
+async def test_a_failing_database_keeps_serving_the_last_good_data(client, settings, storage, caplog):
+    """The store refuses writes (as when the disk is full); feeds stay as they
+    were, the failure is logged and shown, and the next scan recovers."""
+    import sqlalchemy
+
+    before = await (await client.get("/feeds/tags/idlib.atom")).read()
+    with storage.engine.begin() as connection:
+        connection.execute(sqlalchemy.text(
+            "CREATE TRIGGER full BEFORE INSERT ON items BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"))
+    write_seed(settings.seeds_dir, "040_more.txt",
+               "Contents tagged with Idlib\n\n  • A story the full disk refused\n\n    Its teaser, which could not be stored …\n")
+    report = await client.app[INGESTER].scan()
+    [failed] = report.files_failed
+    assert failed.path == "040_more.txt" and "database or disk is full" in failed.reason
+    assert "040_more.txt: failed: database error" in caplog.text
+    assert await (await client.get("/feeds/tags/idlib.atom")).read() == before
+    assert "database or disk is full" in await (await client.get("/")).text()
+    with storage.engine.begin() as connection:
+        connection.execute(sqlalchemy.text("DROP TRIGGER full"))
+    report = await client.app[INGESTER].scan()
+    assert report.new_items == 1
+    await fetch_feed(client, "/feeds/tags/idlib.atom", 11)
