@@ -39,6 +39,7 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # APScheduler reports every run at INFO; our own scan line says more.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def item_json(item: StoredItem) -> dict[str, Any]:
@@ -250,6 +251,16 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.perfect else 1
 
 
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    storage = Storage(settings.database_url, migrate=args.action == "upgrade")
+    try:
+        current, head = storage.schema_revisions()
+    finally:
+        storage.close()
+    print(f"database schema: {current} (this aggregator: {head})")
+    return 0
+
+
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     for key, kind, default, help_text in describe():
         print(f"{key} ({kind}, default {default}): {help_text}")
@@ -293,6 +304,8 @@ def parser() -> argparse.ArgumentParser:
                      "(precision, recall, wrong and missed merges, tag accuracy)")
     evaluation.add_argument("dir", help="folder of seed files")
     evaluation.add_argument("expected", help="labels: JSON naming the sightings of each story")
+    add("db", cmd_db, "check the database schema, or upgrade it to this version").add_argument(
+        "action", choices=("upgrade", "check"))
     add("config", cmd_config, "list every configuration key with its default")
     return top
 

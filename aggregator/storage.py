@@ -13,6 +13,10 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -187,6 +191,17 @@ class SourceRow(Base):
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class StateRow(Base):
+    """Counters of the store. `data_version` goes up with every ingest that
+    changed what the feeds show: servers that do not ingest themselves
+    (replicas) watch it to know when to drop their cached feeds."""
+
+    __tablename__ = "state"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the server read while the ingester writes.
@@ -277,6 +292,7 @@ class Writer:
     def __init__(self, session: Session, now: datetime):
         self.session = session
         self.now = now
+        self.changed = False  # anything a feed shows
 
     def candidates(self, fp: Fingerprint) -> list[KnownItem]:
         """Stored items sharing any identity key with the fingerprint."""
@@ -316,6 +332,7 @@ class Writer:
         # Both entries gain a link, so both count as updated for the feeds.
         self.session.execute(update(ItemRow).where(ItemRow.id.in_((item_id, related_id)))
                              .values(updated=self.now))
+        self.changed = True
         return True
 
     def source(self, path: str, size: int, mtime_ns: int, sha256: str, status: str,
@@ -394,6 +411,7 @@ class Writer:
         self.session.flush()
         self._add_fingerprint(row.id, fp)
         self.session.flush()
+        self.changed = True
         return row.id
 
     def update(self, item_id: int, change: ItemUpdate, fp: Fingerprint, source: SourceRow) -> bool:
@@ -409,6 +427,7 @@ class Writer:
             row.tags.extend(self._tags(change.new_tags))
         if change.changes_entry:
             row.updated = self.now
+            self.changed = True
         if source not in row.sources:
             row.sources.append(source)
         self._add_fingerprint(item_id, fp)
@@ -434,13 +453,64 @@ class IngestLock:
             self._release = None
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def _alembic(connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
 class Storage:
-    def __init__(self, url: str):
+    """The store behind a URL. `migrate` brings an older schema up to date on
+    opening (the default for SQLite); otherwise an out-of-date schema is
+    refused with the command that fixes it."""
+
+    def __init__(self, url: str, migrate: bool | None = None):
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        with self._errors("create the schema"):
-            Base.metadata.create_all(self.engine)
+        if migrate is None:
+            migrate = self.engine.dialect.name == "sqlite"
+        try:
+            if migrate:
+                self.upgrade()
+            else:
+                self.check_schema()
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def schema_revisions(self) -> tuple[str | None, str]:
+        """(the database's schema revision, the newest this code knows)."""
+        head = ScriptDirectory.from_config(_alembic(None)).get_current_head()
+        with self._errors("read the schema version"), self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision(), head
+
+    def check_schema(self) -> None:
+        current, head = self.schema_revisions()
+        if current == head:
+            return
+        self.check_not_newer(current)
+        raise StorageError(f"the database schema is at {current or 'nothing'}, this aggregator needs "
+                           f"{head}: run `aggregator db upgrade`")
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest revision (creating it in an empty database)."""
+        current, head = self.schema_revisions()
+        if current == head:
+            return
+        self.check_not_newer(current)
+        with self._errors("upgrade the schema"), self.engine.begin() as connection:
+            alembic_command.upgrade(_alembic(connection), "head")
+
+    def check_not_newer(self, current: str | None) -> None:
+        known = {rev.revision for rev in ScriptDirectory.from_config(_alembic(None)).walk_revisions()}
+        if current is not None and current not in known:
+            raise StorageError(f"the database schema ({current}) is newer than this aggregator "
+                               "knows; upgrade aggregator")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -455,7 +525,13 @@ class Storage:
         if not got:
             connection.close()
             raise StorageError("another aggregator is already ingesting into this database")
-        return IngestLock(connection.close)
+
+        def release() -> None:
+            # The lock belongs to the session, which the pool would keep alive.
+            connection.scalar(select(func.pg_advisory_unlock(INGEST_LOCK_KEY)))
+            connection.close()
+
+        return IngestLock(release)
 
     def _file_lock(self) -> IngestLock:
         database = self.engine.url.database
@@ -494,7 +570,11 @@ class Storage:
     def writer(self, now: datetime) -> Iterator[Writer]:
         """One transaction: everything written inside lands together or not at all."""
         with self._errors("write"), self._sessions() as session, session.begin():
-            yield Writer(session, now)
+            writer = Writer(session, now)
+            yield writer
+            if writer.changed:
+                session.execute(update(StateRow).where(StateRow.key == "data_version")
+                                .values(value=StateRow.value + 1))
 
     # --- sources ---------------------------------------------------------
 
@@ -535,6 +615,10 @@ class Storage:
                 .order_by(SourceRow.path, sightings.c.position)
             )
             return [tuple(row) for row in rows]
+
+    def data_version(self) -> int:
+        with self._read() as session:
+            return session.scalar(select(StateRow.value).where(StateRow.key == "data_version")) or 0
 
     def ping(self) -> None:
         """Raise StorageError unless the database answers."""

@@ -59,11 +59,11 @@ def seed_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, seed_dir: Path) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path, seed_dir: Path, database_url: str) -> Callable[..., Settings]:
     def make(**values) -> Settings:
         defaults = {
             "seeds.dir": str(seed_dir),
-            "database.url": "sqlite:///data/test.db",
+            "database.url": database_url,
             "feeds.export_dir": "export",
             "server.base_url": "http://feeds.example.test",
         }
@@ -107,3 +107,60 @@ async def served(aiohttp_client, make_settings, clock):
     client = await aiohttp_client(app, server_kwargs={"port": port})
     await app[INGESTER].scan()
     return client, base
+
+
+# --- PostgreSQL: an external server named by AGGREGATOR_TEST_DATABASE_URL, or
+# a real one the suite starts itself from the pgserver package.
+
+TEST_DATABASE_ENV = "AGGREGATOR_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory) -> Iterator[str]:
+    external = os.environ.get(TEST_DATABASE_ENV)
+    if external:
+        yield external
+        return
+    try:
+        import pgserver
+    except ImportError as error:
+        pytest.skip(f"pgserver is not installed ({error}); `make test` installs it")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/socket/dir
+    yield uri.replace("postgresql://", "postgresql+psycopg://", 1)
+    server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url, request) -> Iterator[str]:
+    """A fresh database on the test server for one test."""
+    import sqlalchemy
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[-50:]
+    admin = sqlalchemy.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = sqlalchemy.engine.make_url(postgres_admin_url).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(request) -> str:
+    """The store of a test: an SQLite file, or with `both_databases` also a
+    migrated PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return "sqlite:///data/test.db"
+    return request.getfixturevalue("postgresql_url_migrated")
+
+
+both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def postgresql_url_migrated(postgres_url) -> str:
+    Storage(postgres_url, migrate=True).close()
+    return postgres_url

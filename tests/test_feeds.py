@@ -8,7 +8,7 @@ import pytest
 from lxml import etree
 
 from aggregator.web import INGESTER
-from conftest import write_seed
+from conftest import both_databases, write_seed
 from test_web import BASE, client, fetch_feed  # noqa: F401  (client is a fixture)
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -57,6 +57,7 @@ async def two_tag_client(client, settings):
     return client
 
 
+@both_databases
 async def test_tag_combinations(two_tag_client):
     client = two_tag_client
     _, _, any_of = await fetch_feed(client, "/feeds/tags/idlib+assad.atom", 20)
@@ -71,6 +72,7 @@ async def test_tag_combinations(two_tag_client):
     assert response.headers["Location"] == "/feeds/tags/assad+idlib.rss"
 
 
+@both_databases
 @pytest.mark.parametrize("fmt", ["atom", "rss"])
 async def test_paged_feeds_reach_every_item(client, fmt):
     """RFC 5005: follow rel=next from the first page to the last."""

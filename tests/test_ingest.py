@@ -9,7 +9,7 @@ import sqlalchemy
 from aggregator.ingest import run_once, scan_file
 from aggregator.seeds import list_seed_files
 from aggregator.storage import Storage
-from conftest import write_seed
+from conftest import both_databases, write_seed
 from test_parse import seed_page
 
 
@@ -22,6 +22,7 @@ def ids_by_title(storage):
     return {item.title: item.guid for item in storage.all_items()}
 
 
+@both_databases
 def test_shipped_seeds_give_30_items_with_tags(storage, settings, clock):
     report = scan(storage, settings, clock)
     assert (report.files_seen, report.files_changed, len(report.files_failed)) == (5, 5, 0)
@@ -34,6 +35,7 @@ def test_shipped_seeds_give_30_items_with_tags(storage, settings, clock):
     assert len({item.guid for item in items}) == 30
 
 
+@both_databases
 def test_teaser_and_article_merge_into_one_item(storage, settings, clock):
     scan(storage, settings, clock)
     teaser, article = seed_page("000").items[0], seed_page("002").items[0]
@@ -43,6 +45,7 @@ def test_teaser_and_article_merge_into_one_item(storage, settings, clock):
     assert merged.sources == ("000_80a9e1c70313a31c.txt", "002_8df2fe3ddce01457.txt")
 
 
+@both_databases
 def test_wire_article_is_dated_by_its_dateline(storage, settings, clock):
     scan(storage, settings, clock)
     [wire] = [i for i in storage.all_items() if i.title.endswith("— Lavrov")]
@@ -50,6 +53,7 @@ def test_wire_article_is_dated_by_its_dateline(storage, settings, clock):
     assert wire.summary.startswith("The top diplomat says")
 
 
+@both_databases
 def test_rescan_adds_nothing_and_keeps_every_id(storage, settings, clock):
     scan(storage, settings, clock)
     before = {i.guid: i for i in storage.all_items()}
@@ -63,6 +67,7 @@ def test_rescan_adds_nothing_and_keeps_every_id(storage, settings, clock):
     assert {i.guid: i for i in storage.all_items()} == before
 
 
+@both_databases
 def test_changed_file_adds_only_its_new_item(storage, settings, clock):
     scan(storage, settings, clock)
     before = ids_by_title(storage)
@@ -78,6 +83,7 @@ def test_changed_file_adds_only_its_new_item(storage, settings, clock):
     assert {t: g for t, g in after.items() if t in before} == before
 
 
+@both_databases
 def test_deleted_file_keeps_its_items(storage, settings, clock):
     scan(storage, settings, clock)
     before = ids_by_title(storage)
@@ -88,6 +94,7 @@ def test_deleted_file_keeps_its_items(storage, settings, clock):
     assert storage.sources()["001_467ccc5a45811305.txt"].status == "missing"
 
 
+@both_databases
 def test_renamed_file_keeps_ids(storage, settings, clock):
     scan(storage, settings, clock)
     before = ids_by_title(storage)
@@ -98,6 +105,7 @@ def test_renamed_file_keeps_ids(storage, settings, clock):
     assert ids_by_title(storage) == before
 
 
+@both_databases
 def test_teaser_upgraded_later_keeps_its_first_id(storage, settings, clock):
     article = next(settings.seeds_dir.glob("002_*"))
     held_back = article.rename(settings.seeds_dir.parent / article.name)
@@ -114,6 +122,7 @@ def test_teaser_upgraded_later_keeps_its_first_id(storage, settings, clock):
     assert upgraded.updated > first.updated and upgraded.published == first.published
 
 
+@both_databases
 def test_item_on_two_tag_pages_gets_both_tags(storage, settings, clock):
     idlib = next(settings.seeds_dir.glob("001_*")).read_text(encoding="utf-8")
     write_seed(settings.seeds_dir, "005_energy.txt", idlib.replace("Contents tagged with Idlib", "Contents tagged with Energy"))
@@ -125,6 +134,7 @@ def test_item_on_two_tag_pages_gets_both_tags(storage, settings, clock):
     assert counts == {"Idlib": 10, "Assad": 10, "Energy": 10}  # first spelling seen is kept
 
 
+@both_databases
 def test_bad_files_are_recorded_and_the_scan_goes_on(storage, settings, clock):
     write_seed(settings.seeds_dir, "empty.txt", "")
     (settings.seeds_dir / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00")
@@ -142,6 +152,7 @@ def test_bad_files_are_recorded_and_the_scan_goes_on(storage, settings, clock):
     assert len(storage.all_items()) == 30
 
 
+@both_databases
 def test_a_good_file_turning_bad_loses_nothing(storage, settings, clock):
     scan(storage, settings, clock)
     before = ids_by_title(storage)
@@ -151,6 +162,7 @@ def test_a_good_file_turning_bad_loses_nothing(storage, settings, clock):
     assert ids_by_title(storage) == before
 
 
+@both_databases
 def test_file_vanishing_before_it_is_read_fails_then_recovers(storage, settings, clock):
     path = write_seed(settings.seeds_dir, "late.txt", "A late title\n\nThe body of a late story.")
     [seed] = [s for s in list_seed_files(settings.seeds_dir) if s.rel == "late.txt"]
@@ -195,6 +207,7 @@ def test_ids_survive_a_copy_of_the_database(storage, settings, clock, tmp_path):
         restored.close()
 
 
+@both_databases
 def test_ignore_patterns_come_from_the_config(make_settings, clock, tmp_path):
     settings = make_settings(**{"seeds.ignore": ["00[0-2]_*"]})
     store = Storage(settings.database_url)

@@ -11,7 +11,7 @@ from lxml import etree
 from datetime import timedelta
 
 from aggregator.web import CACHE, INGESTER, make_app
-from conftest import write_seed
+from conftest import both_databases, write_seed
 from test_parse import seed_page
 
 BASE = "http://feeds.example.test"
@@ -47,6 +47,7 @@ async def fetch_feed(client, path, count=None):
         ("/feeds/tags/assad.rss", 10, "application/rss+xml"),
     ],
 )
+@both_databases
 async def test_feeds_are_valid_with_the_right_entries(client, path, count, media_type):
     response, body, feed = await fetch_feed(client, path, count)
     assert response.headers["Content-Type"] == f"{media_type}; charset=utf-8"
@@ -229,6 +230,7 @@ async def test_scheduler_scans_at_start_and_on_its_interval(aiohttp_client, make
     assert "A story dropped in later" in [e.title for e in feed.entries]
 
 
+@both_databases
 async def test_other_outlets_report_is_linked_not_merged(client):
     _, body, feed = await fetch_feed(client, "/feeds/all.atom", 30)
     article = next(e for e in feed.entries if e.title == seed_page("002").items[0].title)

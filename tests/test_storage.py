@@ -1,0 +1,76 @@
+"""Schema migrations and the single-ingester lock, on SQLite and PostgreSQL."""
+
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy
+
+from aggregator.errors import StorageError
+from aggregator.storage import Storage
+from conftest import both_databases
+
+
+def test_sqlite_schema_is_created_and_upgraded_on_open(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    storage = Storage(url)
+    current, head = storage.schema_revisions()
+    assert current == head == "0001"
+    assert storage.data_version() == 0
+    storage.close()
+
+
+def test_a_schema_newer_than_known_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'future.db'}"
+    Storage(url).close()
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(StorageError, match=r"schema \(9999\) is newer than this aggregator knows"):
+        Storage(url)
+
+
+def test_postgresql_waits_for_db_upgrade(postgres_url, tmp_path):
+    with pytest.raises(StorageError, match="run `aggregator db upgrade`"):
+        Storage(postgres_url)
+    (tmp_path / "seeds").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "{postgres_url}"\n')
+
+    def db(action):
+        return subprocess.run([sys.executable, "-m", "aggregator", "--config", str(config), "db", action],
+                              capture_output=True, text=True, timeout=60)
+
+    check = db("check")
+    assert check.returncode == 1 and "run `aggregator db upgrade`" in check.stderr
+    upgrade = db("upgrade")
+    assert upgrade.returncode == 0 and upgrade.stdout == "database schema: 0001 (this aggregator: 0001)\n"
+    assert db("check").returncode == 0
+    Storage(postgres_url).close()
+
+
+@both_databases
+def test_only_one_ingester_per_database(database_url, tmp_path, request):
+    url = database_url if database_url.startswith("postgresql") else f"sqlite:///{tmp_path / 'lock.db'}"
+    first, second = Storage(url), Storage(url)
+    try:
+        lock = first.ingest_lock()
+        with pytest.raises(StorageError, match="already ingesting"):
+            second.ingest_lock()
+        lock.release()
+        second.ingest_lock().release()
+    finally:
+        first.close()
+        second.close()
+
+
+@both_databases
+def test_data_version_moves_only_when_feeds_change(storage, settings, clock):
+    from aggregator.ingest import run_once
+
+    run_once(storage, settings.seeds_dir, clock=clock)
+    after_first = storage.data_version()
+    assert after_first == 5  # one per file that changed something
+    run_once(storage, settings.seeds_dir, clock=clock)
+    assert storage.data_version() == after_first
