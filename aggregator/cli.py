@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,9 @@ def print_report(report: ScanReport) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    return asyncio.run(daemon.serve(settings))
+    if args.port:
+        settings = replace(settings, server_port=args.port)
+    return asyncio.run(daemon.serve(settings, ingest=args.ingest))
 
 
 def local_url(settings: Settings, path: str) -> str:
@@ -283,8 +286,11 @@ def parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
         return command
 
-    add("serve", cmd_serve, "scan the seed folder, rescan on changes and on a schedule, and serve "
-        "the feeds, in the foreground (what a supervisor runs)")
+    serve = add("serve", cmd_serve, "scan the seed folder, rescan on changes and on a schedule, and "
+                "serve the feeds, in the foreground (what a supervisor runs)")
+    serve.add_argument("--no-ingest", dest="ingest", action="store_false",
+                       help="a replica: serve what another process ingests into the same database")
+    serve.add_argument("--port", type=int, help="listen on this port instead of server.port")
     add("start", cmd_start, "start the service in the background (pid file, log file)")
     add("stop", cmd_stop, "stop the background service (SIGTERM) and wait for it")
     add("restart", cmd_restart, "stop, then start the background service")

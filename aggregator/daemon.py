@@ -131,13 +131,16 @@ def reload_config(app: web.Application, settings: Settings) -> Settings:
     return new
 
 
-async def serve(settings: Settings) -> int:
-    """Run until SIGTERM or SIGINT; 0 on a clean stop."""
-    pid = read_pid(settings.daemon_pid_file)
+async def serve(settings: Settings, ingest: bool = True) -> int:
+    """Run until SIGTERM or SIGINT; 0 on a clean stop. With ingest=False, a
+    replica: it serves what another process ingests into the same database."""
+    # The pid file belongs to the ingesting service (start/stop/status);
+    # replicas are run by their own supervisor, often several per host.
+    pid = read_pid(settings.daemon_pid_file) if ingest else None
     if pid and pid != os.getpid() and is_running(pid):
         print(f"aggregator: already running (pid {pid}, {settings.daemon_pid_file})", file=sys.stderr)
         return 1
-    app = make_app(settings)
+    app = make_app(settings, ingest=ingest)
     runner = web.AppRunner(app, access_log_format=ACCESS_LOG_FORMAT, shutdown_timeout=SHUTDOWN_SECONDS)
     try:
         await runner.setup()  # the store, its ingest lock, the ingester and the watcher
@@ -147,7 +150,8 @@ async def serve(settings: Settings) -> int:
         print(f"aggregator: cannot start: {error}", file=sys.stderr)
         await runner.cleanup()
         return 1
-    write_pid(settings.daemon_pid_file)
+    if ingest:
+        write_pid(settings.daemon_pid_file)
     log.info("serving %s on http://%s:%d (feeds at %s/feeds/all.atom)", settings.seeds_dir,
              settings.server_host, settings.server_port, settings.base_url)
     loop = asyncio.get_running_loop()
@@ -173,7 +177,8 @@ async def serve(settings: Settings) -> int:
     if pinger:
         pinger.cancel()
     await runner.cleanup()
-    remove_pid(settings.daemon_pid_file)
+    if ingest:
+        remove_pid(settings.daemon_pid_file)
     log.info("stopped")
     return 0
 

@@ -38,6 +38,7 @@ STORAGE = web.AppKey("storage", Storage)
 INGESTER = web.AppKey("ingester", Ingester)
 CACHE = web.AppKey("cache", "FeedCache")
 SCHEDULE = web.AppKey("schedule", bool)
+INGEST = web.AppKey("ingest", bool)
 CLOCK = web.AppKey("clock", Clock)  # type: ignore[arg-type]
 METRICS = web.AppKey("metrics", Metrics)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
@@ -296,7 +297,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     storage = await in_thread(Storage, settings_of(app).database_url)
     try:
         # A service that scans must be the only ingester of its database.
-        lock = await in_thread(storage.ingest_lock) if app[SCHEDULE] else None
+        lock = await in_thread(storage.ingest_lock) if app[SCHEDULE] and app[INGEST] else None
     except AggregatorError:
         storage.close()
         raise
@@ -314,7 +315,11 @@ async def ingester_ctx(app: web.Application) -> AsyncIterator[None]:
     app[INGESTER] = ingester
     tasks = []
     stop_watching = asyncio.Event()
-    if app[SCHEDULE]:
+    if not app[INGEST]:
+        # A replica: another process ingests; follow its commits.
+        ingester.first_scan.set()
+        tasks.append(asyncio.create_task(follow(app), name="follower"))
+    elif app[SCHEDULE]:
         app[SCHEDULER] = start_scheduler(ingester, settings.seeds_interval_seconds)
         tasks.append(asyncio.create_task(ingester.run(), name="ingester"))
         if settings.seeds_watch:
@@ -329,6 +334,26 @@ async def ingester_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.get_running_loop().run_in_executor(None, ingester.close)
+
+
+REPLICA_POLL_SECONDS = 0.5
+
+
+async def follow(app: web.Application) -> None:
+    """Drop cached feeds when the ingesting process committed a change: one
+    primary-key read per half second, so new items show within a second."""
+    storage, cache = app[STORAGE], app[CACHE]
+    seen = None
+    while True:
+        try:
+            version = await in_thread(storage.data_version)
+            if version != seen:
+                if seen is not None:
+                    cache.invalidate()
+                seen = version
+        except AggregatorError as error:
+            log.warning("cannot read the data version: %s", error)
+        await asyncio.sleep(REPLICA_POLL_SECONDS)
 
 
 def reload(app: web.Application, settings: Settings) -> None:
@@ -350,6 +375,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 def readiness(app: web.Application, now: datetime) -> str | None:
     """Why the service is not ready, or None."""
+    if not app[INGEST]:
+        return None  # a replica is ready when its database answers
     ingester = app[INGESTER]
     limit = timedelta(seconds=3 * settings_of(app).seeds_interval_seconds)
     if ingester.last_success is None:
@@ -405,14 +432,17 @@ async def status(request: web.Request) -> web.Response:
     })
 
 
-def make_app(settings: Settings, *, schedule: bool = True, clock: Clock = utc_now) -> web.Application:
+def make_app(settings: Settings, *, schedule: bool = True, ingest: bool = True,
+             clock: Clock = utc_now) -> web.Application:
     """The service. With schedule=False nothing scans by itself (tests call
-    app[INGESTER].scan())."""
+    app[INGESTER].scan()); with ingest=False it is a replica serving what
+    another process ingests into the same database."""
     app = web.Application(middlewares=[metrics_middleware, errors_middleware])
     app[LIVE] = Live(settings)
     cache = app[CACHE] = FeedCache()
     app[METRICS] = Metrics(lambda: (cache.hits, cache.misses))
     app[SCHEDULE] = schedule
+    app[INGEST] = ingest
     app[CLOCK] = clock
     env = aiohttp_jinja2.setup(
         app,
