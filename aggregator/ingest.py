@@ -63,6 +63,8 @@ def store_item(writer: Writer, item: ParsedItem, source: SourceRow, seen: dateti
         item_id = match.item.id
         change = dedupe.merge(match.item, item, {dedupe.tag_key(t): t for t in item.tags})
         outcome = "updated" if writer.update(item_id, change, fp, source) else "same"
+    if outcome == "same":
+        return outcome, item_id  # nothing new to relate
     for other in writer.related_candidates(fp, item_id):
         if dedupe.is_related(item.title, item.text, other.title, other.text):
             if writer.link(item_id, other.id) and outcome == "same":

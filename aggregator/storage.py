@@ -29,12 +29,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    and_,
     create_engine,
     event,
     func,
-    or_,
     select,
+    and_,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -64,6 +63,7 @@ from aggregator.model import (
 log = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 50
+MAX_RELATED_CANDIDATES = 10  # reports of one event share the most headline words
 
 
 class UTCDateTime(TypeDecorator):
@@ -283,7 +283,11 @@ def _fingerprint_keys(fp: Fingerprint) -> list[tuple[str, str]]:
 
 
 def _any_key(keys: list[tuple[str, str]]):
-    return or_(*(and_(FingerprintRow.kind == kind, FingerprintRow.value == value) for kind, value in keys))
+    # Two IN lists use the (kind, value) index on every database; a row-value
+    # IN made SQLite scan the table. Values are hashes, so pairing a kind with
+    # another kind's value only ever adds a candidate that dedup then rejects.
+    return and_(FingerprintRow.kind.in_({k for k, _ in keys}),
+                FingerprintRow.value.in_({v for _, v in keys}))
 
 
 class Writer:
@@ -293,6 +297,7 @@ class Writer:
         self.session = session
         self.now = now
         self.changed = False  # anything a feed shows
+        self._tag_rows: dict[str, TagRow] = {}  # a tag page names one tag many times
 
     def candidates(self, fp: Fingerprint) -> list[KnownItem]:
         """Stored items sharing any identity key with the fingerprint."""
@@ -301,7 +306,7 @@ class Writer:
         return self._known_items(ids)
 
     def related_candidates(self, fp: Fingerprint, item_id: int) -> list[KnownItem]:
-        """Other items whose headlines share the most topic-word pairs."""
+        """The few other items whose headlines share the most topic-word pairs."""
         if not fp.topics:
             return []
         shared = (
@@ -309,9 +314,12 @@ class Writer:
             .where(_any_key([("topic", key) for key in fp.topics]), FingerprintRow.item_id != item_id)
             .group_by(FingerprintRow.item_id)
             .order_by(func.count().desc(), FingerprintRow.item_id)
-            .limit(MAX_CANDIDATES)
+            .limit(MAX_RELATED_CANDIDATES)
         )
-        return self._known_items(shared.subquery().select())
+        rows = self.session.execute(
+            select(ItemRow.id, ItemRow.guid, ItemRow.title, ItemRow.summary, ItemRow.content,
+                   ItemRow.published).where(ItemRow.id.in_(shared.subquery().select())))
+        return [KnownItem(*row) for row in rows]
 
     def _known_items(self, ids) -> list[KnownItem]:
         rows = self.session.scalars(
@@ -361,12 +369,12 @@ class Writer:
             key = tag_key(name)
             if key in rows:
                 continue
-            row = self.session.scalar(select(TagRow).where(TagRow.key == key))
+            row = self._tag_rows.get(key) or self.session.scalar(select(TagRow).where(TagRow.key == key))
             if row is None:
                 row = TagRow(name=name, key=key, slug=self._free_slug(tag_slug(name)))
                 self.session.add(row)
                 self.session.flush()
-            rows[key] = row
+            rows[key] = self._tag_rows[key] = row
         return list(rows.values())
 
     def _free_slug(self, slug: str) -> str:
@@ -377,8 +385,12 @@ class Writer:
             candidate = f"{slug}-{n}"
         return candidate
 
-    def _add_fingerprint(self, item_id: int, fp: Fingerprint) -> None:
+    def _add_fingerprint(self, item_id: int, fp: Fingerprint, new: bool = False) -> None:
         wanted = _fingerprint_keys(fp)
+        if new:
+            self.session.execute(FingerprintRow.__table__.insert(), [
+                {"item_id": item_id, "kind": kind, "value": value} for kind, value in set(wanted)])
+            return
         have = set(
             self.session.execute(
                 select(FingerprintRow.kind, FingerprintRow.value).where(
@@ -409,8 +421,7 @@ class Writer:
         row.sources = [source]
         self.session.add(row)
         self.session.flush()
-        self._add_fingerprint(row.id, fp)
-        self.session.flush()
+        self._add_fingerprint(row.id, fp, new=True)
         self.changed = True
         return row.id
 
