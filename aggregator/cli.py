@@ -14,7 +14,8 @@ import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aggregator import __version__, daemon
 from aggregator.config import Settings, config_path, describe, load_settings
@@ -25,6 +26,7 @@ from aggregator.publish import export_feeds
 from aggregator.daemon import JsonFormatter
 from aggregator.storage import Storage
 
+T = TypeVar("T")
 START_SECONDS = 30  # the first scan of a large folder happens after the port opens
 STOP_SECONDS = 10
 
@@ -55,6 +57,14 @@ def item_json(item: StoredItem) -> dict[str, Any]:
         "updated": item.updated.isoformat(),
         "sources": list(item.sources),
     }
+
+
+def from_store(settings: Settings, read: Callable[[Storage], T]) -> T:
+    storage = Storage(settings.database_url)
+    try:
+        return read(storage)
+    finally:
+        storage.close()
 
 
 def print_report(report: ScanReport) -> None:
@@ -186,11 +196,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_items(settings: Settings, args: argparse.Namespace) -> int:
-    storage = Storage(settings.database_url)
-    try:
-        items = storage.all_items()
-    finally:
-        storage.close()
+    items = from_store(settings, Storage.all_items)
     if args.json:
         json.dump([item_json(i) for i in items], sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -202,11 +208,7 @@ def cmd_items(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_tags(settings: Settings, args: argparse.Namespace) -> int:
-    storage = Storage(settings.database_url)
-    try:
-        tags = storage.tags()
-    finally:
-        storage.close()
+    tags = from_store(settings, Storage.tags)
     if args.json:
         print(json.dumps([{"name": t.name, "slug": t.slug, "items": n} for t, n in tags],
                          ensure_ascii=False, indent=2))
@@ -217,11 +219,7 @@ def cmd_tags(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
-    storage = Storage(settings.database_url)
-    try:
-        sources = storage.sources()
-    finally:
-        storage.close()
+    sources = from_store(settings, Storage.sources)
     if args.json:
         print(json.dumps([
             {"path": s.path, "status": s.status, "reason": s.reason, "items": s.item_count,
@@ -237,11 +235,7 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     folder = Path(args.dir).resolve() if args.dir else settings.feeds_export_dir
-    storage = Storage(settings.database_url)
-    try:
-        written = export_feeds(storage, settings, folder)
-    finally:
-        storage.close()
+    written = from_store(settings, lambda storage: export_feeds(storage, settings, folder))
     print(f"{len(written)} feed files written to {folder}")
     return 0
 
