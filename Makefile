@@ -25,7 +25,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-test
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench]'
+	touch $@
+
+# Not part of `make test`: QUICK=1 for the reduced run.
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
 
 clean:

@@ -257,19 +257,6 @@ def _known(row: ItemRow) -> KnownItem:
     )
 
 
-def _source(row: SourceRow) -> SourceFile:
-    return SourceFile(
-        path=row.path,
-        size=row.size,
-        mtime_ns=row.mtime_ns,
-        sha256=row.sha256,
-        status=row.status,
-        reason=row.reason,
-        item_count=row.item_count,
-        checked_at=row.checked_at,
-    )
-
-
 def _identity_keys(fp: Fingerprint) -> list[tuple[str, str]]:
     keys = [("title", fp.title_key)]
     if fp.lead_key:
@@ -590,9 +577,12 @@ class Storage:
     # --- sources ---------------------------------------------------------
 
     def sources(self) -> dict[str, SourceFile]:
+        # Plain rows, not ORM objects: a rescan reads this for every file.
+        columns = (SourceRow.path, SourceRow.size, SourceRow.mtime_ns, SourceRow.sha256,
+                   SourceRow.status, SourceRow.reason, SourceRow.item_count, SourceRow.checked_at)
         with self._read() as session:
-            rows = session.scalars(select(SourceRow).order_by(SourceRow.path))
-            return {row.path: _source(row) for row in rows}
+            rows = session.execute(select(*columns).order_by(SourceRow.path))
+            return {row[0]: SourceFile(*row) for row in rows}
 
     def touch_source(self, path: str, size: int, mtime_ns: int, now: datetime) -> None:
         """Same bytes, new size or mtime: remember them so the next scan skips the file."""

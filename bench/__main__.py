@@ -1,0 +1,349 @@
+"""`make bench` (`python -m bench [--quick]`): every figure is a ratio against
+a floor measured in the same run on the same machine, because absolute times
+do not compare across runs on shared machines."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy import insert
+
+from aggregator import dedupe
+from aggregator.ingest import run_once
+from aggregator.storage import FingerprintRow, ItemRow, Storage, TagRow, item_tags
+from bench.corpus import generate
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def timed(func, *args):
+    start = time.perf_counter()
+    value = func(*args)
+    return time.perf_counter() - start, value
+
+
+# --- 1. cold ingest against a naive bulk insert ---------------------------------
+
+
+def naive_floor(folder: Path, database: Path) -> int:
+    """Read the same files, split on blank lines, bulk-insert: no parsing, no dedup."""
+    db = sqlite3.connect(database)
+    db.execute("CREATE TABLE chunks (file TEXT, n INTEGER, text TEXT)")
+    rows = []
+    for path in sorted(folder.iterdir()):
+        for n, chunk in enumerate(path.read_text(encoding="utf-8").split("\n\n")):
+            rows.append((path.name, n, chunk))
+    db.executemany("INSERT INTO chunks VALUES (?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    return len(rows)
+
+
+def cold_ingest(work: Path, files: int) -> dict:
+    seeds = work / "seeds"
+    sightings = generate(seeds, files)
+    floor_seconds, _ = timed(naive_floor, seeds, work / "floor.db")
+    storage = Storage(f"sqlite:///{work / 'cold.db'}")
+    seconds, report = timed(run_once, storage, seeds)
+    storage.close()
+    rate, floor = sightings / seconds, sightings / floor_seconds
+    return {"ingest_items_per_s": rate, "ingest_floor_items_per_s": floor, "ingest_ratio": rate / floor,
+            "cold_items_stored": report.new_items, "cold_sightings": sightings}
+
+
+# --- 2. growth: the ingest rate with many items already stored ------------------------
+
+
+def prefill(url: str, count: int, seed: int = 7) -> None:
+    """Store `count` distinct items fast, with fingerprints and tags as ingest would."""
+    rng = random.Random(seed)
+    storage = Storage(url)
+    now = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    with storage.engine.begin() as connection:
+        connection.execute(insert(TagRow), [{"id": 10_000 + t, "name": f"Filler {t}", "key": f"filler {t}",
+                                             "slug": f"filler-{t}"} for t in range(20)])
+        for start in range(0, count, 20_000):
+            batch = range(start, min(count, start + 20_000))
+            items, prints, tagged = [], [], []
+            for n in batch:
+                guid = uuid.uuid5(dedupe.ID_NAMESPACE, f"filler {n}").urn
+                items.append({"id": 1_000_000 + n, "guid": guid, "key": dedupe.guid_key(guid),
+                              "title": f"Filler story {n}", "summary": f"Filler text {n} " * 20,
+                              "content": None, "published": now - timedelta(minutes=n),
+                              "updated": now, "first_seen": now})
+                keys = [("title", f"{rng.getrandbits(128):032x}"), ("lead", f"{rng.getrandbits(128):032x}")]
+                keys += [(f"band{b}", f"{rng.getrandbits(16):04x}") for b in range(4)]
+                keys += [("topic", f"{rng.getrandbits(64):016x}") for _ in range(15)]
+                prints += [{"item_id": 1_000_000 + n, "kind": k, "value": v} for k, v in keys]
+                tagged.append({"item_id": 1_000_000 + n, "tag_id": 10_000 + n % 20})
+            connection.execute(insert(ItemRow.__table__), items)
+            connection.execute(insert(FingerprintRow.__table__), prints)
+            connection.execute(insert(item_tags), tagged)
+    storage.close()
+
+
+def growth(work: Path, sizes: list[int], files: int = 150) -> dict:
+    seeds = work / "growth-seeds"
+    sightings = generate(seeds, files, seed=99)
+    rates = {}
+    for size in sizes:
+        url = f"sqlite:///{work / f'growth-{size}.db'}"
+        prefill(url, size)
+        storage = Storage(url)
+        seconds, _ = timed(run_once, storage, seeds)
+        storage.close()
+        rates[size] = sightings / seconds
+    first, last = rates[sizes[0]], rates[sizes[-1]]
+    return {"growth_rates": {str(k): v for k, v in rates.items()}, "growth_drop": 1 - last / first}
+
+
+# --- 3. rescan of unchanged files -----------------------------------------------------
+
+
+def bare_scan(folder: Path) -> int:
+    return sum(1 for entry in os.scandir(folder) if entry.stat().st_size >= 0)
+
+
+def rescan(work: Path) -> dict:
+    seeds = work / "seeds"
+    storage = Storage(f"sqlite:///{work / 'cold.db'}")
+    run_once(storage, seeds)  # warm the page cache as the floor will find it
+    rescan_seconds = min(timed(run_once, storage, seeds)[0] for _ in range(3))
+    storage.close()
+    floor_seconds = min(timed(bare_scan, seeds)[0] for _ in range(3))
+    return {"rescan_seconds": rescan_seconds, "rescan_floor_seconds": floor_seconds,
+            "rescan_ratio": rescan_seconds / floor_seconds}
+
+
+# --- 4-6. serving -------------------------------------------------------------------------
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bench.serve_target", *args[:1], args[1], str(port),
+                                *args[2:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process, base
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server {args} did not start")
+
+
+async def load(url: str, requests: int, concurrency: int = 16, headers: dict | None = None) -> tuple[float, list[float]]:
+    """(requests per second, latencies in ms) of `requests` GETs. Both sides
+    send the same uncompressed bytes: the comparison is of the handlers."""
+    headers = {"Accept-Encoding": "identity", **(headers or {})}
+    latencies: list[float] = []
+    remaining = requests
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            start = time.perf_counter()
+            async with session.get(url, headers=headers) as response:
+                await response.read()
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return requests / elapsed, latencies
+
+
+def write_config(work: Path, name: str, database: Path, seeds: Path) -> Path:
+    config = work / f"{name}.toml"
+    config.write_text(f'[seeds]\ndir = "{seeds}"\ninterval_seconds = 3600\n[database]\nurl = "sqlite:///{database}"\n'
+                      f'[feeds]\nexport_dir = "{work / (name + "-feeds")}"\n'
+                      f'[daemon]\npid_file = "{work / (name + ".pid")}"\n')
+    return config
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def serving(work: Path, big_store: Path, requests: int) -> dict:
+    config = write_config(work, "serve", work / "cold.db", work / "seeds")
+    service, base = start_server("service", str(config))
+    try:
+        body = asyncio.run(_fetch(f"{base}/feeds/all.atom"))
+        (work / "body.atom").write_bytes(body)
+        bare, bare_base = start_server("bare", str(work / "body.atom"))
+        try:
+            asyncio.run(load(f"{bare_base}/feeds/all.atom", 200))  # warm up both
+            asyncio.run(load(f"{base}/feeds/all.atom", 200))
+            floor_rps, _ = asyncio.run(load(f"{bare_base}/feeds/all.atom", requests))
+            service_rps, _ = asyncio.run(load(f"{base}/feeds/all.atom", requests))
+            etag = asyncio.run(_etag(f"{base}/feeds/all.atom"))
+            floor_304, _ = asyncio.run(load(f"{bare_base}/feeds/all.atom", requests))
+            service_304, _ = asyncio.run(load(f"{base}/feeds/all.atom", requests, headers={"If-None-Match": etag}))
+        finally:
+            bare.terminate()
+            bare.wait()
+    finally:
+        service.terminate()
+        service.wait()
+    # The floor for 304s is the bare handler's full answer: a 304 should not cost more.
+    big_config = write_config(work, "big", big_store, work / "empty-seeds")
+    (work / "empty-seeds").mkdir(exist_ok=True)
+    big, big_base = start_server("service", str(big_config))
+    try:
+        first_ms = asyncio.run(first_render(big_base))
+        rss = peak_rss_mb(big.pid)
+    finally:
+        big.terminate()
+        big.wait()
+    return {"serve_rps": service_rps, "serve_floor_rps": floor_rps, "serve_ratio": service_rps / floor_rps,
+            "serve_304_rps": service_304, "serve_304_ratio": service_304 / floor_304,
+            "first_render_ms": first_ms, "peak_rss_mb": rss}
+
+
+async def _fetch(url: str) -> bytes:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return await response.read()
+
+
+async def _etag(url: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.headers["ETag"]
+
+
+async def first_render(base: str, rounds: int = 15) -> float:
+    """Median time of the first request for a tag feed: each round asks for a
+    page size not asked before, so it is rendered from the store."""
+    times = []
+    async with aiohttp.ClientSession() as session:
+        for n in range(rounds):
+            start = time.perf_counter()
+            async with session.get(f"{base}/feeds/tags/filler-3.atom?limit={50 - n}") as response:
+                await response.read()
+                assert response.status == 200
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def during_ingest(work: Path, files: int) -> dict:
+    seeds = work / "live-seeds"
+    seeds.mkdir()
+    (seeds / "first.txt").write_text("First story\n\nIts text, so the feed is not empty.\n")
+    config = write_config(work, "live", work / "live.db", seeds)
+    service, base = start_server("service", str(config), "ingest")
+    try:
+        time.sleep(2)
+        staging = work / "live-staging"
+        generate(staging, files, seed=5)
+        for path in staging.iterdir():
+            path.rename(seeds / path.name)  # one burst, then the watcher ingests
+        latencies: list[float] = []
+        deadline = time.monotonic() + 600
+
+        async def poll() -> None:
+            while time.monotonic() < deadline:
+                _, batch = await load(f"{base}/feeds/all.atom", 50, concurrency=4)
+                latencies.extend(batch)
+                async with aiohttp.ClientSession() as session, session.get(f"{base}/status.json") as response:
+                    status = await response.json()
+                if sum(status["files"].values()) >= files + 1:  # every file recorded
+                    return
+
+        asyncio.run(poll())
+    finally:
+        service.terminate()
+        service.wait()
+    latencies.sort()
+    return {"p99_during_ingest_ms": latencies[int(len(latencies) * 0.99) - 1], "requests_during_ingest": len(latencies)}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    sizes = [int(k) for k in results["growth_rates"]]
+    left.plot(sizes, list(results["growth_rates"].values()), marker="o")
+    left.set_xscale("log")
+    left.set_xlabel("items already stored")
+    left.set_ylabel("ingest rate (items/s)")
+    left.set_title("Ingest rate against store size")
+    names = ["first_render_ms", "p99_during_ingest_ms"]
+    right.bar(["first render\n(median)", "p99 while\ningesting"], [results[n] for n in names])
+    right.set_ylabel("ms")
+    right.set_title("Request latency")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--quick", action="store_true", help="1 000 files, growth up to 100 k items")
+    args = parser.parse_args()
+    files = 1000 if args.quick else 10_000
+    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    results: dict = {"quick": args.quick, "cpus": os.cpu_count(), "files": files,
+                     "date": datetime.now(timezone.utc).isoformat()}
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        steps = [
+            ("cold ingest", lambda: cold_ingest(work, files)),
+            ("rescan", lambda: rescan(work)),
+            ("growth", lambda: growth(work, sizes)),
+            ("serving", lambda: serving(work, work / f"growth-{sizes[-1]}.db", 3000)),
+            ("serving while ingesting", lambda: during_ingest(work, files)),
+        ]
+        for name, step in steps:
+            seconds, figures = timed(step)
+            results.update(figures)
+            print(f"{name}: done in {seconds:.0f}s", file=sys.stderr)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, RESULTS / "latest.png")
+    rows = [
+        ("cold ingest", f"{results['ingest_items_per_s']:.0f} items/s", f"{results['ingest_ratio']:.4f} x floor", ">= 0.25"),
+        ("growth", f"{sizes[0]:,} -> {sizes[-1]:,} items", f"{results['growth_drop']:.1%} slower", "<= 20%"),
+        ("rescan", f"{results['rescan_seconds'] * 1000:.0f} ms", f"{results['rescan_ratio']:.1f} x scandir", "<= 3"),
+        ("serve", f"{results['serve_rps']:.0f} req/s", f"{results['serve_ratio']:.2f} x bare", ">= 0.9"),
+        ("serve 304", f"{results['serve_304_rps']:.0f} req/s", f"{results['serve_304_ratio']:.2f} x bare", ">= 0.9"),
+        ("first render", f"{results['first_render_ms']:.1f} ms", f"{sizes[-1]:,} items stored", "<= 20 ms"),
+        ("p99 while ingesting", f"{results['p99_during_ingest_ms']:.1f} ms", "", "<= 50 ms"),
+        ("peak RSS", f"{results['peak_rss_mb']:.0f} MB", f"{sizes[-1]:,} items stored", "<= 200 MB"),
+    ]
+    for row in rows:
+        print(f"{row[0]:<22}{row[1]:>22}  {row[2]:<26}target {row[3]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
