@@ -82,6 +82,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(daemon.serve(settings, ingest=args.ingest))
 
 
+def wait_until(done: Callable[[], bool], seconds: float, step: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        time.sleep(step)
+    return done()
+
+
 def local_url(settings: Settings, path: str) -> str:
     host = settings.server_host
     if host in ("0.0.0.0", "::", ""):
@@ -116,18 +125,18 @@ def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
     with open(settings.daemon_log_file, "ab") as log_file:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                                    start_new_session=True)
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            print(f"aggregator: the service exited at start (status {process.returncode}); "
-                  f"see {settings.daemon_log_file}", file=sys.stderr)
-            return 1
-        if answers(settings) and daemon.read_pid(pid_file) == process.pid:
-            print(f"aggregator started (pid {process.pid}), serving {settings.base_url}/")
-            return 0
-        time.sleep(0.1)
-    print(f"aggregator: no answer within {START_SECONDS}s; see {settings.daemon_log_file}", file=sys.stderr)
-    return 1
+    up = wait_until(lambda: process.poll() is not None
+                    or (answers(settings) and daemon.read_pid(pid_file) == process.pid), START_SECONDS, 0.1)
+    if process.poll() is not None:
+        print(f"aggregator: the service exited at start (status {process.returncode}); "
+              f"see {settings.daemon_log_file}", file=sys.stderr)
+        return 1
+    if not up:
+        print(f"aggregator: no answer within {START_SECONDS}s; see {settings.daemon_log_file}",
+              file=sys.stderr)
+        return 1
+    print(f"aggregator started (pid {process.pid}), serving {settings.base_url}/")
+    return 0
 
 
 def cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
@@ -137,12 +146,9 @@ def cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
         print("aggregator is not running")
         return 0
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_SECONDS
-    while time.monotonic() < deadline:
-        if not daemon.is_running(pid):
-            print(f"aggregator stopped (pid {pid})")
-            return 0
-        time.sleep(0.05)
+    if wait_until(lambda: not daemon.is_running(pid), STOP_SECONDS, 0.05):
+        print(f"aggregator stopped (pid {pid})")
+        return 0
     print(f"aggregator: pid {pid} still running {STOP_SECONDS}s after SIGTERM", file=sys.stderr)
     return 1
 

@@ -107,7 +107,7 @@ def score(labels: Labels, predicted: dict[Sighting, str], item_tags: dict[str, f
         source = labels.content_from.get(story)
         if source and main and item_content.get(main[0][0]) != texts.get(source):
             problems.append(f"content of {story} is not the text of {source[0]}")
-    for item, stories in sorted(stories_in_item.items()):
+    for stories in stories_in_item.values():
         if len(stories) > 1:
             problems.append(f"merged: {', '.join(sorted(stories))}")
     return Evaluation(

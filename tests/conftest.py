@@ -92,6 +92,15 @@ def write_seed(folder: Path, name: str, text: str, minute: int = 30) -> Path:
     return path
 
 
+@pytest.fixture
+async def client(aiohttp_client, settings, clock):
+    """The real app after one scan of the seeds, without its scheduler."""
+    app = make_app(settings, schedule=False, clock=clock)
+    client = await aiohttp_client(app)
+    await app[INGESTER].scan()
+    return client
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

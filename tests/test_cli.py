@@ -1,7 +1,6 @@
 """The command line as a user runs it, in a subprocess."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import urllib.request
 import feedparser
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import free_port
 
 
 @pytest.fixture

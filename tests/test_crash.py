@@ -5,8 +5,6 @@ import json
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 import feedparser
@@ -62,7 +60,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path):
     database = crash_dir / "state" / "agg.db"
     chance = random.Random(20261121)
     ids_seen = {}
-    for attempt in range(KILLS):
+    for _ in range(KILLS):
         daemon.start()
         time.sleep(chance.uniform(0.4, 3.0))
         daemon.process.send_signal(signal.SIGKILL)

@@ -3,13 +3,12 @@ and RFC 5005 paging, through the real app."""
 
 import json
 
-import feedparser
 import pytest
 from lxml import etree
 
 from aggregator.web import INGESTER
 from conftest import both_databases, write_seed
-from test_web import BASE, client, fetch_feed  # noqa: F401  (client is a fixture)
+from test_web import BASE, fetch_feed
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 

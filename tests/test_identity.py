@@ -7,7 +7,7 @@ import random
 import shutil
 from datetime import datetime, timezone
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import given, settings as hsettings, strategies as st
 
 from aggregator.errors import SeedError
 from aggregator.evaluate import evaluate

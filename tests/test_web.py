@@ -17,14 +17,6 @@ from test_parse import seed_page
 BASE = "http://feeds.example.test"
 
 
-@pytest.fixture
-async def client(aiohttp_client, settings, clock):
-    app = make_app(settings, schedule=False, clock=clock)
-    client = await aiohttp_client(app)
-    await app[INGESTER].scan()
-    return client
-
-
 async def fetch_feed(client, path, count=None):
     response = await client.get(path)
     assert response.status == 200, await response.text()
