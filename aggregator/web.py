@@ -26,8 +26,8 @@ from aggregator.errors import AggregatorError, BadRequest, NotFound
 from aggregator.ingest import Clock, utc_now
 from aggregator.model import ScanReport
 from aggregator.publish import FeedSpec, RenderedFeed, render_feed, render_subscriptions
-from aggregator.render import FORMATS, text_to_html
 from aggregator.metrics import Metrics
+from aggregator.render import FORMATS, text_to_html
 from aggregator.scheduler import Ingester, reschedule, start_scheduler, watch
 from aggregator.storage import Storage
 
@@ -44,6 +44,7 @@ METRICS = web.AppKey("metrics", Metrics)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_CACHED_FEEDS = 1024
 
 
 @dataclass
@@ -72,6 +73,13 @@ class FeedCache:
     def invalidate(self, _report: ScanReport | None = None) -> None:
         self.generation += 1
         self.entries.clear()
+
+    def put(self, key: Hashable, feed: RenderedFeed) -> None:
+        # Bounded: every ?limit= and ?page= is its own entry, and a months-long
+        # process must not grow with what clients ask for. Oldest goes first.
+        if len(self.entries) >= MAX_CACHED_FEEDS:
+            del self.entries[next(iter(self.entries))]
+        self.entries[key] = feed
 
 
 async def in_thread(func: Callable[..., Any], *args: Any) -> Any:
@@ -177,7 +185,7 @@ async def cached(request: web.Request, key: Hashable, render: Callable[[], Rende
     generation = cache.generation
     feed = await in_thread(render)
     if generation == cache.generation:
-        cache.entries[key] = feed
+        cache.put(key, feed)
     return feed
 
 

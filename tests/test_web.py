@@ -310,3 +310,15 @@ async def test_a_failing_database_keeps_serving_the_last_good_data(client, setti
     report = await client.app[INGESTER].scan()
     assert report.new_items == 1
     await fetch_feed(client, "/feeds/tags/idlib.atom", 11)
+
+
+async def test_the_feed_cache_stays_bounded(client):
+    from aggregator.web import MAX_CACHED_FEEDS
+
+    cache = client.app[CACHE]
+    for page_size in range(1, MAX_CACHED_FEEDS + 1):
+        cache.put(("filler", page_size), next(iter(cache.entries.values()), None))
+    oldest = next(iter(cache.entries))
+    await client.get("/feeds/all.rss?limit=7")
+    assert len(cache.entries) == MAX_CACHED_FEEDS
+    assert oldest not in cache.entries and list(cache.entries)[-1][1:] == (7, 1)
