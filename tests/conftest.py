@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -125,7 +126,7 @@ TEST_DATABASE_ENV = "AGGREGATOR_TEST_DATABASE_URL"
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(tmp_path_factory) -> Iterator[str]:
+def postgres_admin_url() -> Iterator[str]:
     external = os.environ.get(TEST_DATABASE_ENV)
     if external:
         yield external
@@ -134,10 +135,15 @@ def postgres_admin_url(tmp_path_factory) -> Iterator[str]:
         import pgserver
     except ImportError as error:
         pytest.skip(f"pgserver is not installed ({error}); `make test` installs it")
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    # Not under pytest's temporary folders: pytest prunes old ones while
+    # another run may still use them, and PostgreSQL shuts down when its lock
+    # files disappear.
+    data = Path(tempfile.mkdtemp(prefix="aggregator-test-pg-"))
+    server = pgserver.get_server(data, cleanup_mode="stop")
     uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/socket/dir
     yield uri.replace("postgresql://", "postgresql+psycopg://", 1)
     server.cleanup()
+    shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture
