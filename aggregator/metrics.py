@@ -50,7 +50,7 @@ class Metrics:
                                     "Conditional requests answered 304 Not Modified", registry=registry)
         registry.register(CacheCollector(cache_counts))
 
-    def observe_scan(self, report: ScanReport) -> None:
+    def observe_scan(self, report: ScanReport, _feeds: object = None) -> None:
         self.scans.labels("ok").inc()
         self.scan_seconds.observe(report.seconds)
         self.last_success.set(report.finished.timestamp())

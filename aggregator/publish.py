@@ -165,19 +165,26 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def export_feeds(storage: Storage, settings: Settings, folder: Path | None = None) -> list[Path]:
-    """Write every feed (overall and per tag, RSS and Atom) to the folder;
-    unchanged files are not rewritten."""
-    folder = folder or settings.feeds_export_dir
+def render_all(storage: Storage, settings: Settings) -> dict[FeedSpec, RenderedFeed]:
+    """Every feed (overall and per tag, each format) as served by default."""
+    return {spec: render_feed(storage, settings, spec, settings.feeds_limit)
+            for spec in all_feed_specs(storage)}
+
+
+def write_feeds(feeds: dict[FeedSpec, RenderedFeed], folder: Path) -> list[Path]:
+    """Write the feeds to the folder; unchanged files are not rewritten."""
     # A process killed while writing leaves its temporary file: never a
     # feed (the rename did not happen), so it goes.
     for stale in folder.glob("**/.*.tmp"):
         stale.unlink(missing_ok=True)
     written = []
-    for spec in all_feed_specs(storage):
-        body = render_feed(storage, settings, spec, settings.feeds_limit).body
+    for spec, feed in feeds.items():
         path = folder / f"{spec.name}.{spec.fmt}"
-        if not path.exists() or path.read_bytes() != body:
-            write_atomic(path, body)
+        if not path.exists() or path.read_bytes() != feed.body:
+            write_atomic(path, feed.body)
             written.append(path)
     return written
+
+
+def export_feeds(storage: Storage, settings: Settings, folder: Path | None = None) -> list[Path]:
+    return write_feeds(render_all(storage, settings), folder or settings.feeds_export_dir)

@@ -17,11 +17,13 @@ from watchfiles import Change, awatch
 from aggregator.config import Settings
 from aggregator.ingest import Clock, run_once, utc_now
 from aggregator.model import ScanReport
-from aggregator.publish import export_feeds
+from aggregator.publish import FeedSpec, RenderedFeed, render_all, write_feeds
 from aggregator.seeds import is_ignored
 from aggregator.storage import Storage
 
 log = logging.getLogger(__name__)
+
+Feeds = dict[FeedSpec, RenderedFeed]
 
 
 class Ingester:
@@ -32,37 +34,40 @@ class Ingester:
     task scans while the flag is set, so a burst of 1000 new files makes a
     few scans, not 1000."""
 
-    def __init__(self, settings: Settings, storage: Storage,
-                 on_change: Callable[[ScanReport], None] = lambda report: None,
-                 clock: Clock = utc_now):
+    def __init__(self, settings: Settings, storage: Storage, clock: Clock = utc_now):
         self.settings = settings
         self.storage = storage
-        self.on_change = on_change
         self.clock = clock
         self.last_report: ScanReport | None = None
         self.last_success: datetime | None = None
         self.last_error: str | None = None
         self.first_scan = asyncio.Event()
-        self.reports: list[Callable[[ScanReport], None]] = []  # observers, e.g. metrics
+        # Told of every scan, with the feeds rendered anew (none when nothing
+        # changed): the server's cache and metrics.
+        self.observers: list[Callable[[ScanReport, Feeds], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self._lock = asyncio.Lock()
         self._wanted = asyncio.Event()
         self._stopping = False
         self._exported = False
 
-    def scan_blocking(self) -> ScanReport:
+    def scan_blocking(self) -> tuple[ScanReport, Feeds]:
         settings = self.settings
         report = run_once(self.storage, settings.seeds_dir, settings.seeds_ignore, self.clock,
                           settings.seeds_settle_seconds, lambda: self._stopping)
+        feeds: Feeds = {}
         if report.changed_data or not self._exported:
-            export_feeds(self.storage, settings)
+            # Rendered once: written to the export folder and handed to the
+            # server's cache, so no request renders them again.
+            feeds = render_all(self.storage, settings)
+            write_feeds(feeds, settings.feeds_export_dir)
             self._exported = True
-        return report
+        return report, feeds
 
     async def scan(self) -> ScanReport:
         async with self._lock:
             loop = asyncio.get_running_loop()
-            report = await loop.run_in_executor(self._executor, self.scan_blocking)
+            report, feeds = await loop.run_in_executor(self._executor, self.scan_blocking)
         self.last_report = report
         self.last_success = report.finished
         self.last_error = None
@@ -72,10 +77,8 @@ class Ingester:
             report.new_items, report.updated_items,
             f", {report.deferred} still being written" if report.deferred else "",
         )
-        if report.changed_data:
-            self.on_change(report)
-        for observer in self.reports:
-            observer(report)
+        for observer in self.observers:
+            observer(report, feeds)
         if report.deferred:
             # Look again once the files being written have had time to settle.
             asyncio.get_running_loop().call_later(self.settings.seeds_settle_seconds, self.request_scan)

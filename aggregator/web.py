@@ -70,9 +70,15 @@ class FeedCache:
     hits: int = 0
     misses: int = 0
 
-    def invalidate(self, _report: ScanReport | None = None) -> None:
+    def invalidate(self) -> None:
         self.generation += 1
         self.entries.clear()
+
+    def refresh(self, feeds: dict[tuple[FeedSpec, int, int], RenderedFeed]) -> None:
+        """New data: drop everything, keep the feeds the ingester just rendered."""
+        self.invalidate()
+        for key, feed in feeds.items():
+            self.put(key, feed)
 
     def put(self, key: Hashable, feed: RenderedFeed) -> None:
         # Bounded: every ?limit= and ?page= is its own entry, and a months-long
@@ -318,8 +324,14 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def ingester_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = settings_of(app)
-    ingester = Ingester(settings, app[STORAGE], app[CACHE].invalidate, app[CLOCK])
-    ingester.reports.append(app[METRICS].observe_scan)
+    ingester = Ingester(settings, app[STORAGE], app[CLOCK])
+
+    def fresh_feeds(report: ScanReport, feeds: dict[FeedSpec, RenderedFeed]) -> None:
+        if feeds:  # rendered with the default limit, as the first page
+            limit = settings_of(app).feeds_limit
+            app[CACHE].refresh({(spec, limit, 1): feed for spec, feed in feeds.items()})
+
+    ingester.observers += [fresh_feeds, app[METRICS].observe_scan]
     app[INGESTER] = ingester
     tasks = []
     stop_watching = asyncio.Event()
@@ -388,7 +400,9 @@ def readiness(app: web.Application, now: datetime) -> str | None:
     ingester = app[INGESTER]
     limit = timedelta(seconds=3 * settings_of(app).seeds_interval_seconds)
     if ingester.last_success is None:
-        return ingester.last_error and f"last scan failed: {ingester.last_error}" or "no scan finished yet"
+        if ingester.last_error:
+            return f"last scan failed: {ingester.last_error}"
+        return "no scan finished yet"
     if now - ingester.last_success > limit:
         return f"no scan finished since {ingester.last_success.isoformat()}"
     return None
