@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,12 +63,10 @@ def store_item(writer: Writer, item: ParsedItem, source: SourceRow, seen: dateti
         item_id = match.item.id
         change = dedupe.merge(match.item, item, {dedupe.tag_key(t): t for t in item.tags})
         outcome = "updated" if writer.update(item_id, change, fp, source) else "same"
-    if outcome == "same":
-        return outcome, item_id  # nothing new to relate
-    for other in writer.related_candidates(fp, item_id):
-        if dedupe.is_related(item.title, item.text, other.title, other.text):
-            if writer.link(item_id, other.id) and outcome == "same":
-                outcome = "updated"
+    if outcome != "same":  # a sighting that changed nothing relates nothing new
+        for other in writer.related_candidates(fp, item_id):
+            if dedupe.is_related(item.title, item.text, other.title, other.text):
+                writer.link(item_id, other.id)
     return outcome, item_id
 
 
@@ -123,12 +121,15 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
     known = storage.sources()
     seeds = list_seed_files(folder, ignore)
     results: list[FileResult] = []
-    settled_before = time.time_ns() - int(settle_seconds * 1e9)
+    now_ns = time.time_ns()
+    settled_before = now_ns - int(settle_seconds * 1e9)
     deferred = 0
     for seed in seeds:
         if stopping():
             break
-        if seed.mtime_ns > settled_before:
+        # Only a recent mtime means "still being written"; one in the future
+        # (a clock that was ahead) would otherwise defer the file forever.
+        if settled_before < seed.mtime_ns <= now_ns:
             deferred += 1
             continue
         previous = known.get(seed.rel)

@@ -3,6 +3,7 @@
 import asyncio
 import gzip
 import os
+import time
 
 import feedparser
 import pytest
@@ -130,19 +131,26 @@ async def test_gzip_body_is_compressed_once_and_has_its_own_etag(client):
 
 
 async def test_feed_is_rendered_once_per_change(client, settings):
+    """The ingester renders each feed once after a change (for the export);
+    the server answers from those bytes. Other page sizes render on demand."""
     cache = client.app[CACHE]
     for _ in range(3):
         await client.get("/feeds/tags/assad.atom")
-    assert (cache.misses, cache.hits) == (1, 2)
+    assert (cache.misses, cache.hits) == (0, 3)
     etag = (await client.get("/feeds/tags/assad.atom")).headers["ETag"]
     write_seed(settings.seeds_dir, "010_assad.txt",
                "Contents tagged with Assad\n\n  • A new story about Assad\n\n    A new teaser about a new "
                "story that nobody has seen before in this feed at all …\n")
     report = await client.app[INGESTER].scan()
     assert report.new_items == 1
-    response, _, feed = await fetch_feed(client, "/feeds/tags/assad.atom", 11)
+    response, body, feed = await fetch_feed(client, "/feeds/tags/assad.atom", 11)
     assert response.headers["ETag"] != etag
     assert feed.entries[0].title == "A new story about Assad"
+    assert body == (settings.feeds_export_dir / "tags" / "assad.atom").read_bytes()
+    assert cache.misses == 0
+    await client.get("/feeds/tags/assad.atom?limit=5")
+    await client.get("/feeds/tags/assad.atom?limit=5")
+    assert (cache.misses, cache.hits) == (1, 6)
 
 
 async def test_unchanged_data_keeps_the_etag_across_rescans(client, settings, clock):
@@ -257,8 +265,8 @@ async def test_health_readiness_and_metrics(aiohttp_client, settings, clock):
     assert values["aggregator_scan_duration_seconds_count"] == 1
     assert values["aggregator_last_successful_scan_timestamp_seconds"] == clock.now.timestamp()
     assert values["aggregator_file_to_feed_seconds_count"] == 5
-    assert values['aggregator_feed_cache_total{result="miss"}'] == 1
-    assert values['aggregator_feed_cache_total{result="hit"}'] == 1
+    assert values['aggregator_feed_cache_total{result="miss"}'] == 0  # rendered by the ingester
+    assert values['aggregator_feed_cache_total{result="hit"}'] == 2
     assert values["aggregator_http_not_modified_total"] == 1
     assert values['aggregator_http_requests_total{route="/feeds/tags/{tags}.{fmt}",status="404"}'] == 1
 
@@ -270,6 +278,16 @@ async def test_readiness_fails_when_scans_stop(aiohttp_client, settings, clock):
     app[INGESTER].last_success -= timedelta(seconds=3 * settings.seeds_interval_seconds + 1)
     response = await client.get("/readyz")
     assert response.status == 503 and (await response.json())["reason"].startswith("no scan finished since")
+
+
+def test_a_file_dated_in_the_future_is_read_not_deferred(storage, settings, clock):
+    from aggregator.ingest import run_once
+
+    path = write_seed(settings.seeds_dir, "ahead.txt", "A clock ahead\n\nSaved on a machine whose clock ran ahead.")
+    ahead = time.time() + 3600
+    os.utime(path, (ahead, ahead))
+    report = run_once(storage, settings.seeds_dir, settings.seeds_ignore, clock, settle_seconds=30)
+    assert report.deferred == 0 and storage.sources()["ahead.txt"].status == "ok"
 
 
 def test_files_still_being_written_wait(storage, settings, clock):
