@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -31,9 +32,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    and_,
     func,
     select,
-    and_,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -226,6 +227,10 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# What a feed or page shows of an item, loaded in three queries for any number of items.
+WHOLE_ITEM = (selectinload(ItemRow.tags), selectinload(ItemRow.sources), selectinload(ItemRow.related))
+
+
 def _tag(row: TagRow) -> Tag:
     return Tag(name=row.name, slug=row.slug)
 
@@ -314,12 +319,12 @@ class Writer:
         )
         return [_known(row) for row in rows]
 
-    def link(self, item_id: int, related_id: int) -> bool:
-        """Record two items as reports of one event; True when that is news."""
+    def link(self, item_id: int, related_id: int) -> None:
+        """Record two items as reports of one event."""
         exists = self.session.scalar(select(item_links.c.item_id).where(
             item_links.c.item_id == item_id, item_links.c.related_id == related_id))
         if exists is not None:
-            return False
+            return
         self.session.execute(item_links.insert(), [
             {"item_id": item_id, "related_id": related_id},
             {"item_id": related_id, "related_id": item_id},
@@ -328,7 +333,6 @@ class Writer:
         self.session.execute(update(ItemRow).where(ItemRow.id.in_((item_id, related_id)))
                              .values(updated=self.now))
         self.changed = True
-        return True
 
     def source(self, path: str, size: int, mtime_ns: int, sha256: str, status: str,
                reason: str | None, item_count: int) -> SourceRow:
@@ -461,6 +465,11 @@ def _alembic(connection) -> AlembicConfig:
     return config
 
 
+@functools.cache
+def _migrations() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic(None))
+
+
 class Storage:
     """The store behind a URL. `migrate` brings an older schema up to date on
     opening (the default for SQLite); otherwise an out-of-date schema is
@@ -483,7 +492,7 @@ class Storage:
 
     def schema_revisions(self) -> tuple[str | None, str]:
         """(the database's schema revision, the newest this code knows)."""
-        head = ScriptDirectory.from_config(_alembic(None)).get_current_head()
+        head = _migrations().get_current_head()
         with self._errors("read the schema version"), self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision(), head
 
@@ -505,7 +514,7 @@ class Storage:
             alembic_command.upgrade(_alembic(connection), "head")
 
     def check_not_newer(self, current: str | None) -> None:
-        known = {rev.revision for rev in ScriptDirectory.from_config(_alembic(None)).walk_revisions()}
+        known = {rev.revision for rev in _migrations().walk_revisions()}
         if current is not None and current not in known:
             raise StorageError(f"the database schema ({current}) is newer than this aggregator "
                                "knows; upgrade aggregator")
@@ -676,8 +685,7 @@ class Storage:
             query.order_by(ItemRow.published.desc(), ItemRow.id.asc())
             .limit(limit)
             .offset(offset)
-            .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources),
-                     selectinload(ItemRow.related))
+            .options(*WHOLE_ITEM)
         )
         with self._read() as session:
             return [_stored(row) for row in session.scalars(query)]
@@ -687,8 +695,7 @@ class Storage:
             rows = session.scalars(
                 select(ItemRow)
                 .order_by(ItemRow.published.desc(), ItemRow.id.asc())
-                .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources),
-                     selectinload(ItemRow.related))
+                .options(*WHOLE_ITEM)
             )
             return [_stored(row) for row in rows]
 
@@ -697,7 +704,6 @@ class Storage:
             row = session.scalar(
                 select(ItemRow)
                 .where(ItemRow.key == key)
-                .options(selectinload(ItemRow.tags), selectinload(ItemRow.sources),
-                     selectinload(ItemRow.related))
+                .options(*WHOLE_ITEM)
             )
             return None if row is None else _stored(row)
