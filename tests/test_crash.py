@@ -60,6 +60,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path):
     database = crash_dir / "state" / "agg.db"
     chance = random.Random(20261121)
     ids_seen = {}
+    cut_short = 0  # kills that left some, not all, items stored
     for _ in range(KILLS):
         daemon.start()
         time.sleep(chance.uniform(0.4, 3.0))
@@ -71,14 +72,16 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path):
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             titles = [row[0] for row in db.execute("SELECT title FROM items")]
         assert len(titles) == len(set(titles)), "an item was stored twice"
-        for guid, item in items(daemon.config).items():
+        stored = items(daemon.config)
+        cut_short += 0 < len(stored) < len(expected)
+        for guid, item in stored.items():
             assert ids_seen.setdefault(item["title"], guid) == guid, "an item changed its id"
         for path in (crash_dir / "public").rglob("*"):
             if path.is_file():
                 assert not path.name.startswith("."), f"left over: {path}"
                 if path.suffix in (".atom", ".rss"):
                     etree.parse(str(path))  # complete, well-formed XML
-    assert len(ids_seen) > 0, "no kill happened during an ingest"
+    assert cut_short >= 3, f"only {cut_short} kills landed during an ingest"
 
     daemon.start()
     daemon.ready(120)
