@@ -17,21 +17,27 @@ Manku, Jain and Das Sarma 2007), so a lookup never scans all items.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
 import unicodedata
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 
-from aggregator.model import Fingerprint, ItemUpdate, KnownItem, ParsedItem
+from aggregator.model import Fingerprint, ItemUpdate, KnownItem, PagePlan, ParsedItem, PlannedItem
 
 SHINGLE_WORDS = 3
 LEAD_WORDS = 12  # opening words that key a text; teasers share them with their article
 MIN_WORDS_FOR_TEXT_MATCH = 12  # shorter texts only merge under the same title
 CONTAINMENT = 0.9
 NEAR_DUPLICATE = 0.8
+# A SimHash band is 16 bits, so in a store of a million items every band value
+# is shared by chance with some fifteen others. Texts that really are close
+# differ in a few bits; two unrelated ones in about 32 of 64.
+MAX_SIMHASH_DISTANCE = 12
 
 # Items get uuid5 ids in this namespace, so a clean run over the same files
 # gives the same ids; the id is stored at first sighting and never recomputed.
@@ -57,28 +63,46 @@ def normalize_title(title: str) -> str:
     return _TRAILING.sub("", text)
 
 
-def words(text: str) -> list[str]:
+# A page compares each sighting with the same few stored texts many times;
+# the caches are bounded so a long-running service stays small.
+@functools.lru_cache(maxsize=1024)
+def words(text: str) -> tuple[str, ...]:
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold()
-    return _WORD.findall(text)
+    return tuple(_WORD.findall(text))
 
 
-def shingles(tokens: list[str]) -> set[tuple[str, ...]]:
+@functools.lru_cache(maxsize=1024)
+def shingles(tokens: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
     if len(tokens) < SHINGLE_WORDS:
-        return {tuple(tokens)} if tokens else set()
-    return {tuple(tokens[i : i + SHINGLE_WORDS]) for i in range(len(tokens) - SHINGLE_WORDS + 1)}
+        return frozenset({tokens}) if tokens else frozenset()
+    return frozenset(tokens[i : i + SHINGLE_WORDS] for i in range(len(tokens) - SHINGLE_WORDS + 1))
 
 
 def _hash64(value: str) -> int:
     return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
 
 
-def simhash(tokens: list[str]) -> int:
-    weights = [0] * 64
-    for shingle in shingles(tokens):
-        h = _hash64(" ".join(shingle))
-        for bit in range(64):
-            weights[bit] += 1 if h >> bit & 1 else -1
-    return sum(1 << bit for bit in range(64) if weights[bit] > 0)
+# Each byte value spread over eight 32-bit lanes, one bit a lane: adding the
+# spread bytes of many hashes counts, per bit, how many hashes set it, with
+# eight big-integer additions per hash instead of 64 Python steps.
+_LANE = 32
+_SPREAD = tuple(sum(((byte >> bit) & 1) << (_LANE * bit) for bit in range(8)) for byte in range(256))
+
+
+def simhash(tokens: Sequence[str]) -> int:
+    """Bit i is set when most shingle hashes set it (Charikar 2002)."""
+    hashes = [_hash64(" ".join(shingle)) for shingle in shingles(tuple(tokens))]
+    counts = [0] * 8  # per byte of the hash
+    for h in hashes:
+        for byte in range(8):
+            counts[byte] += _SPREAD[(h >> (8 * byte)) & 0xFF]
+    mask = (1 << _LANE) - 1
+    value = 0
+    for byte in range(8):
+        for bit in range(8):
+            if 2 * ((counts[byte] >> (_LANE * bit)) & mask) > len(hashes):
+                value |= 1 << (8 * byte + bit)
+    return value
 
 
 def simhash_bands(value: int) -> tuple[int, int, int, int]:
@@ -92,6 +116,33 @@ def hamming(a: int, b: int) -> int:
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def identity_keys(fp: Fingerprint) -> list[tuple[str, str]]:
+    """(kind, value) keys under which the store finds an item again."""
+    keys = [("title", fp.title_key)]
+    if fp.lead_key:
+        keys.append(("lead", fp.lead_key))
+    keys.extend((f"band{i}", format(band, "04x")) for i, band in enumerate(fp.bands))
+    return keys
+
+
+def topic_index_keys(fp: Fingerprint) -> list[tuple[str, str]]:
+    return [("topic", key) for key in fp.topics]
+
+
+def is_candidate(fp: Fingerprint, keys: frozenset[tuple[str, str]] | set[tuple[str, str]],
+                 simhashes: frozenset[int | None] | set[int | None]) -> bool:
+    """Is an item known by these keys worth comparing texts with: same title
+    or opening words, or a shared SimHash band of a text close enough (a
+    shared band alone is often chance)."""
+    shared = [kind for kind, value in identity_keys(fp) if (kind, value) in keys]
+    if any(not kind.startswith("band") for kind in shared):
+        return True
+    if not shared:
+        return False
+    return any(other is None or hamming(fp.simhash, other) <= MAX_SIMHASH_DISTANCE
+               for other in simhashes)
 
 
 def fingerprint(title: str, text: str) -> Fingerprint:
@@ -122,7 +173,7 @@ def guid_key(guid: str) -> str:
 # --- comparing texts -------------------------------------------------------
 
 
-def contains(short: list[str], long: list[str]) -> bool:
+def contains(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
     """Is the shorter text part of the longer one: its prefix, or nearly all of
     its shingles found there."""
     if not short or len(short) > len(long):
@@ -133,14 +184,14 @@ def contains(short: list[str], long: list[str]) -> bool:
     return len(inner & shingles(long)) >= CONTAINMENT * len(inner)
 
 
-def jaccard(a: list[str], b: list[str]) -> float:
+def jaccard(a: tuple[str, ...], b: tuple[str, ...]) -> float:
     sa, sb = shingles(a), shingles(b)
     if not sa or not sb:
         return 0.0
     return len(sa & sb) / len(sa | sb)
 
 
-def texts_compatible(a: list[str], b: list[str]) -> bool:
+def texts_compatible(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     short, long = (a, b) if len(a) <= len(b) else (b, a)
     return contains(short, long) or jaccard(a, b) >= NEAR_DUPLICATE
 
@@ -159,17 +210,23 @@ def decide(new: ParsedItem, candidates: list[KnownItem]) -> Match | None:
     new_title = normalize_title(new.title)
     new_words = words(new.text)
     best: Match | None = None
-    for known in sorted(candidates, key=lambda k: k.id):
+    for known in sorted(candidates, key=age):
         rule = match_rule(new_title, new_words, known)
         if rule and (best is None or RULE_STRENGTH[rule] > RULE_STRENGTH[best.rule]):
             best = Match(known, rule)
     return best
 
 
+def age(known: KnownItem) -> tuple[bool, int]:
+    """Oldest first; items new on the page being read (negative ids, in page
+    order) are younger than every stored one."""
+    return known.id < 0, abs(known.id)
+
+
 RULE_STRENGTH = {"near-duplicate": 1, "contained-text": 2, "same-title": 3}
 
 
-def match_rule(new_title: str, new_words: list[str], known: KnownItem) -> str | None:
+def match_rule(new_title: str, new_words: tuple[str, ...], known: KnownItem) -> str | None:
     known_words = words(known.text)
     if normalize_title(known.title) == new_title:
         return "same-title" if texts_compatible(new_words, known_words) else None
@@ -234,11 +291,19 @@ will with would you your new news report reports media
 """.split())
 RELATED_TEXT = 0.45  # cosine of topic-word counts
 RELATED_TITLE = 0.3  # Jaccard of headline topic words
+MAX_RELATED_CANDIDATES = 10  # reports of one event share the most headline words
 MAX_TITLE_WORDS = 10
 
 
 def topic_words(text: str) -> list[str]:
     return [w for w in words(text) if len(w) > 2 and w not in STOPWORDS and not w.isdigit()]
+
+
+@functools.lru_cache(maxsize=1024)
+def _topic_profile(title: str, text: str) -> tuple[frozenset[str], Counter[str], float]:
+    """A report's headline topic words, topic-word counts and their norm."""
+    counts = Counter(topic_words(f"{title} {text}"))
+    return frozenset(topic_words(title)), counts, math.sqrt(sum(v * v for v in counts.values()))
 
 
 def topic_keys(title: str) -> tuple[str, ...]:
@@ -248,20 +313,121 @@ def topic_keys(title: str) -> tuple[str, ...]:
     return tuple(_digest(f"{a} {b}")[:16] for n, a in enumerate(unique) for b in unique[n + 1 :])
 
 
-def _cosine(a: list[str], b: list[str]) -> float:
-    ca, cb = Counter(a), Counter(b)
-    dot = sum(count * cb[word] for word, count in ca.items())
-    norm = math.sqrt(sum(v * v for v in ca.values()) * sum(v * v for v in cb.values()))
-    return dot / norm if norm else 0.0
-
-
 def is_related(a_title: str, a_text: str, b_title: str, b_text: str) -> bool:
     """The same event told in other words: headlines share topic words and the
-    texts the vocabulary. Never used to merge, only to link."""
-    ta, tb = set(topic_words(a_title)), set(topic_words(b_title))
+    texts the vocabulary (cosine of topic-word counts). Never used to merge,
+    only to link."""
+    ta, ca, na = _topic_profile(a_title, a_text)
+    tb, cb, nb = _topic_profile(b_title, b_text)
     if not ta or not tb or len(ta & tb) / len(ta | tb) < RELATED_TITLE:
         return False
-    return _cosine(topic_words(f"{a_title} {a_text}"), topic_words(f"{b_title} {b_text}")) >= RELATED_TEXT
+    dot = sum(count * cb[word] for word, count in ca.items())
+    return bool(na and nb) and dot / (na * nb) >= RELATED_TEXT
+
+
+def related_ids(fp: Fingerprint, holders: Mapping[str, Collection[int]], exclude: int | None = None,
+                limit: int = MAX_RELATED_CANDIDATES) -> list[int]:
+    """The items (by id) whose headlines share the most topic-word pairs with
+    the sighting's, oldest first among equals: the few worth comparing.
+    `holders` maps each topic key to the items known by it."""
+    shared = Counter(ref for key in set(fp.topics) for ref in holders.get(key, ()) if ref != exclude)
+    ranked = sorted(shared.items(), key=lambda s: (-s[1], s[0] < 0, abs(s[0])))
+    return [ref for ref, _ in ranked[:limit]]
+
+
+# --- a whole page --------------------------------------------------------------
+
+
+def applied(known: KnownItem, change: ItemUpdate) -> KnownItem:
+    """The item after a merge."""
+    def pick(new, old):
+        return old if new is None else new
+
+    return replace(
+        known,
+        title=pick(change.title, known.title),
+        summary=pick(change.summary, known.summary),
+        content=pick(change.content, known.content),
+        published=pick(change.published, known.published),
+        tag_keys=known.tag_keys | {tag_key(name) for name in change.new_tags},
+    )
+
+
+def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
+              stored: Mapping[int, KnownItem]) -> PagePlan:
+    """Which item each sighting of a page is, and how the items change.
+
+    `stored` holds the candidates the store found for the page's
+    fingerprints. Sightings are decided in page order, each against the stored
+    items and the ones the page has shown so far, so a story listed twice on
+    one page is one item too. Every sighting must carry its date."""
+    state: dict[int, KnownItem] = dict(stored)
+    gained: dict[int, dict[str, str]] = {}  # tag key → name each item gains
+    changed: set[int] = set()
+    refs: list[tuple[int, str]] = []
+    fingerprints: list[tuple[int, Fingerprint]] = []
+    linking: list[int] = []
+    new_refs = 0
+    for position, (item, fp) in enumerate(sightings):
+        tags = {tag_key(name): name for name in item.tags}
+        candidates = [k for k in state.values() if is_candidate(fp, k.keys, k.simhashes)]
+        match = decide(item, candidates)
+        if match is None:
+            new_refs += 1
+            ref = -new_refs
+            current = KnownItem(id=ref, guid=item_guid(item.title, item.text), title=item.title,
+                                summary=item.summary, content=item.content,
+                                published=item.published, tag_keys=frozenset(tags))
+            gained[ref] = tags
+            changes_entry = True
+        else:
+            ref = match.item.id
+            change = merge(match.item, item, tags)
+            current = applied(match.item, change)
+            gained.setdefault(ref, {}).update((tag_key(name), name) for name in change.new_tags)
+            changes_entry = change.changes_entry
+            if changes_entry and ref > 0:
+                changed.add(ref)
+        # The item keeps the keys of every text it was seen with.
+        state[ref] = replace(current, keys=current.keys | set(identity_keys(fp)),
+                             simhashes=current.simhashes | {fp.simhash})
+        refs.append((ref, item.title))
+        fingerprints.append((ref, fp))
+        if changes_entry:  # a sighting that changed nothing relates nothing new
+            linking.append(position)
+    planned = list(range(-1, -new_refs - 1, -1)) + sorted(changed)
+    items = tuple(
+        PlannedItem(ref=ref, guid=state[ref].guid, title=state[ref].title,
+                    summary=state[ref].summary, content=state[ref].content,
+                    published=state[ref].published, new_tags=tuple(gained.get(ref, {}).values()))
+        for ref in planned
+    )
+    return PagePlan(items=items, sightings=tuple(refs), fingerprints=tuple(fingerprints),
+                    linking=tuple(linking))
+
+
+def plan_links(plan: PagePlan, sightings: Sequence[tuple[ParsedItem, Fingerprint]],
+               related: Sequence[KnownItem]) -> tuple[tuple[int, int], ...]:
+    """Pairs of refs that report one event, among the page's changed sightings,
+    the stored items the store found by topic keys and the page's own items."""
+    holders: dict[str, set[int]] = {}
+    for known in related:
+        for kind, value in known.keys:
+            if kind == "topic":
+                holders.setdefault(value, set()).add(known.id)
+    for ref, fp in plan.fingerprints:
+        for value in fp.topics:
+            holders.setdefault(value, set()).add(ref)
+    texts = {k.id: (k.title, k.text) for k in related}
+    for item in plan.items:
+        texts[item.ref] = (item.title, item.content or item.summary or "")
+    links: set[tuple[int, int]] = set()
+    for position in plan.linking:
+        (item, fp), ref = sightings[position], plan.sightings[position][0]
+        for other in related_ids(fp, holders, exclude=ref):
+            if other in texts and is_related(item.title, item.text, *texts[other]):
+                links.add((min(ref, other), max(ref, other)))
+    return tuple(sorted(links))
 
 
 def tag_key(name: str) -> str:

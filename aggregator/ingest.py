@@ -15,10 +15,10 @@ from pathlib import Path
 
 from aggregator import dedupe
 from aggregator.errors import AggregatorError, SeedError
-from aggregator.model import FileResult, ParsedItem, ScanReport
+from aggregator.model import FileResult, PagePlan, ParsedItem, PlannedItem, ScanReport
 from aggregator.parse import clean_text, parse_page
 from aggregator.seeds import DEFAULT_IGNORE, SeedFile, content_hash, decode, list_seed_files
-from aggregator.storage import SourceRow, Storage, Writer
+from aggregator.storage import Storage, Writer
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +38,32 @@ def read_page(data: bytes, mtime: datetime):
     return parse_page(clean_text(decode(data)), mtime)
 
 
-def unique_guid(writer: Writer, item: ParsedItem) -> str:
-    guid = dedupe.item_guid(item.title, item.text)
-    n = 1
-    # Only two distinct stories with the same title and the same text could
-    # collide, and those are merged; numbering keeps the insert safe anyway.
-    while writer.guid_taken(guid):
-        n += 1
-        guid = dedupe.item_guid(item.title, f"{item.text}\n#{n}")
-    return guid
-
-
-def store_item(writer: Writer, item: ParsedItem, source: SourceRow, seen: datetime) -> tuple[str, int]:
-    """Insert or merge one sighting: ("new" | "updated" | "same", item id)."""
+def plan_page(writer: Writer, items: tuple[ParsedItem, ...], seen: datetime) -> PagePlan:
+    """Decide what a page changes, reading the store only for candidates."""
     # An undated sighting is as old as the saved page: merges take the
     # earliest date of all sightings, whatever order the files come in.
-    item = replace(item, published=item.published or seen)
-    fp = dedupe.fingerprint(item.title, item.text)
-    match = dedupe.decide(item, writer.candidates(fp))
-    if match is None:
-        item_id = writer.insert(item, fp, unique_guid(writer, item), item.published, source)
-        outcome = "new"
-    else:
-        item_id = match.item.id
-        change = dedupe.merge(match.item, item, {dedupe.tag_key(t): t for t in item.tags})
-        outcome = "updated" if writer.update(item_id, change, fp, source) else "same"
-    if outcome != "same":  # a sighting that changed nothing relates nothing new
-        for other in writer.related_candidates(fp, item_id):
-            if dedupe.is_related(item.title, item.text, other.title, other.text):
-                writer.link(item_id, other.id)
-    return outcome, item_id
+    sightings = [(replace(item, published=item.published or seen), dedupe.fingerprint(item.title, item.text))
+                 for item in items]
+    plan = dedupe.plan_page(sightings, writer.candidates([fp for _, fp in sightings]))
+    plan = replace(plan, items=tuple(free_guids(writer, plan.items)))
+    linking = [sightings[position][1] for position in plan.linking]
+    related = writer.related_candidates(linking) if linking else []
+    return replace(plan, links=dedupe.plan_links(plan, sightings, related))
+
+
+def free_guids(writer: Writer, items: tuple[PlannedItem, ...]) -> list[PlannedItem]:
+    """Only two distinct stories with the same title and the same text could
+    share an id, and those are merged; numbering keeps the insert safe anyway."""
+    taken = writer.taken_guids([item.guid for item in items if item.is_new])
+    result = []
+    for item in items:
+        n, guid = 1, item.guid
+        while item.is_new and guid in taken:
+            n += 1
+            guid = dedupe.item_guid(item.title, f"{item.content or item.summary or ''}\n#{n}")
+            taken |= writer.taken_guids([guid])
+        result.append(replace(item, guid=guid))
+    return result
 
 
 def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now: datetime) -> FileResult:
@@ -80,17 +76,13 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
             w.source(seed.rel, seed.size, seed.mtime_ns, sha256, error.status, str(error), 0)
         log.warning("%s: %s: %s", seed.rel, error.status, error, extra={"path": seed.rel})
         return FileResult(seed.rel, error.status, str(error))
-    counts = {"new": 0, "updated": 0, "same": 0}
     with storage.writer(now) as w:
-        source = w.source(seed.rel, seed.size, seed.mtime_ns, sha256, "ok", None, len(page.items))
-        w.forget_sightings(source)
-        for position, item in enumerate(page.items):
-            outcome, item_id = store_item(w, item, source, seen)
-            w.sighting(source, position, item_id, item.title)
-            counts[outcome] += 1
+        source_id = w.source(seed.rel, seed.size, seed.mtime_ns, sha256, "ok", None, len(page.items))
+        plan = plan_page(w, page.items, seen)
+        w.save(plan, source_id)
     log.info("%s: %s page, %d items (%d new, %d updated)", seed.rel, page.layout,
-             len(page.items), counts["new"], counts["updated"], extra={"path": seed.rel})
-    return FileResult(seed.rel, "ok", None, counts["new"], counts["updated"], len(page.items),
+             len(page.items), plan.new_items, plan.updated_items, extra={"path": seed.rel})
+    return FileResult(seed.rel, "ok", None, plan.new_items, plan.updated_items, len(page.items),
                       seed.mtime_ns / 1e9)
 
 

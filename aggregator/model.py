@@ -65,10 +65,51 @@ class KnownItem:
     content: str | None
     published: datetime
     tag_keys: frozenset[str] = frozenset()
+    # The fingerprint keys the store found it by, and the SimHashes of the
+    # texts whose bands matched (None where an older store kept none).
+    keys: frozenset[tuple[str, str]] = frozenset()
+    simhashes: frozenset[int | None] = frozenset()
 
     @property
     def text(self) -> str:
         return self.content or self.summary or ""
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    """An item as one page leaves it: new (a negative ref, the page's own
+    numbering until the store gives it an id) or stored and changed."""
+
+    ref: int
+    guid: str
+    title: str
+    summary: str | None
+    content: str | None
+    published: datetime
+    new_tags: tuple[str, ...] = ()  # names of the tags it gains
+
+    @property
+    def is_new(self) -> bool:
+        return self.ref < 0
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """Everything one page changes in the store, decided before any write."""
+
+    items: tuple[PlannedItem, ...]  # new items, and stored items whose entry changed
+    sightings: tuple[tuple[int, str], ...]  # (ref, title shown) of each sighting, in page order
+    fingerprints: tuple[tuple[int, Fingerprint], ...]  # (ref, keys of the text seen)
+    linking: tuple[int, ...] = ()  # positions of the sightings that changed an item
+    links: tuple[tuple[int, int], ...] = ()  # pairs of refs reporting one event
+
+    @property
+    def new_items(self) -> int:
+        return sum(1 for item in self.items if item.is_new)
+
+    @property
+    def updated_items(self) -> int:
+        return len(self.items) - self.new_items
 
 
 @dataclass(frozen=True)

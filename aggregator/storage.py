@@ -1,6 +1,7 @@
 """The store. The only module that talks to SQLAlchemy; everything else sees
-the records of aggregator.model. SQLite by default, any SQLAlchemy URL works:
-nothing below is specific to one database except the SQLite connection set-up.
+the records of aggregator.model. SQLite by default, or PostgreSQL: nothing
+below is specific to one of them except the SQLite connection set-up and the
+insert-if-not-there statement each spells its own way.
 """
 
 from __future__ import annotations
@@ -32,12 +33,17 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    and_,
+    bindparam,
     func,
+    insert,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -49,13 +55,22 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-from aggregator.dedupe import guid_key, tag_key, tag_slug
+from aggregator.dedupe import (
+    MAX_RELATED_CANDIDATES,
+    guid_key,
+    identity_keys,
+    is_candidate,
+    related_ids,
+    tag_key,
+    tag_slug,
+    topic_index_keys,
+)
 from aggregator.errors import StorageError
 from aggregator.model import (
     Fingerprint,
-    ItemUpdate,
     KnownItem,
-    ParsedItem,
+    PagePlan,
+    PlannedItem,
     SourceFile,
     StoredItem,
     Tag,
@@ -63,8 +78,11 @@ from aggregator.model import (
 
 log = logging.getLogger(__name__)
 
-MAX_CANDIDATES = 50
-MAX_RELATED_CANDIDATES = 10  # reports of one event share the most headline words
+# Candidate lookups read at most this many items (the newest) per key, so
+# their cost does not grow with the store.
+MAX_ITEMS_PER_KEY = 50
+MAX_ITEMS_PER_TOPIC = 10
+KEYS_PER_QUERY = 200  # SQLite allows 500 terms in one compound SELECT
 
 
 class UTCDateTime(TypeDecorator):
@@ -162,6 +180,9 @@ class FingerprintRow(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(8))
     value: Mapped[str] = mapped_column(String(40))
+    # On SimHash band keys, the whole SimHash of the text (signed 64-bit):
+    # tells a close text from one that shares a band by chance.
+    simhash: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         UniqueConstraint("kind", "value", "item_id", name="uq_fingerprint"),
@@ -192,6 +213,12 @@ class SourceRow(Base):
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+items_table = ItemRow.__table__
+fingerprints_table = FingerprintRow.__table__
+tags_table = TagRow.__table__
+sources_table = SourceRow.__table__
+
+
 class StateRow(Base):
     """Counters of the store. `data_version` goes up with every ingest that
     changed what the feeds show: servers that do not ingest themselves
@@ -218,6 +245,8 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as error:
         raise StorageError(f"database url {url!r} is not a valid SQLAlchemy URL") from error
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StorageError(f"database url {url!r}: the store runs on sqlite or postgresql")
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
@@ -250,191 +279,208 @@ def _stored(row: ItemRow) -> StoredItem:
     )
 
 
-def _known(row: ItemRow) -> KnownItem:
-    return KnownItem(
-        id=row.id,
-        guid=row.guid,
-        title=row.title,
-        summary=row.summary,
-        content=row.content,
-        published=row.published,
-        tag_keys=frozenset(t.key for t in row.tags),
-    )
+def _signed(value: int) -> int:
+    """A 64-bit SimHash as the signed BIGINT every database has."""
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _identity_keys(fp: Fingerprint) -> list[tuple[str, str]]:
-    keys = [("title", fp.title_key)]
-    if fp.lead_key:
-        keys.append(("lead", fp.lead_key))
-    keys.extend((f"band{i}", format(band, "04x")) for i, band in enumerate(fp.bands))
-    return keys
+def _unsigned(value: int | None) -> int | None:
+    return None if value is None else value & ((1 << 64) - 1)
 
 
-def _fingerprint_keys(fp: Fingerprint) -> list[tuple[str, str]]:
-    return _identity_keys(fp) + [("topic", key) for key in fp.topics]
-
-
-def _any_key(keys: list[tuple[str, str]]):
-    # Two IN lists use the (kind, value) index on every database; a row-value
-    # IN made SQLite scan the table. Values are hashes, so pairing a kind with
-    # another kind's value only ever adds a candidate that dedup then rejects.
-    return and_(FingerprintRow.kind.in_({k for k, _ in keys}),
-                FingerprintRow.value.in_({v for _, v in keys}))
+@functools.lru_cache(maxsize=KEYS_PER_QUERY)
+def _newest_per_key(count: int) -> TextClause:
+    """One index range read per key, bounded by its LIMIT, for `count` keys.
+    Written as SQL text because every database reads it the same way and
+    building it as an expression tree on each call cost more than running it."""
+    part = ("SELECT * FROM (SELECT kind, value, item_id, simhash FROM fingerprints "
+            "WHERE kind = :k{n} AND value = :v{n} ORDER BY item_id DESC LIMIT :per_key) AS p{n}")
+    return text(" UNION ALL ".join(part.format(n=n) for n in range(count)))
 
 
 class Writer:
-    """Writes of one ingest transaction (one seed file)."""
+    """Writes of one ingest transaction (one seed file). A page costs a fixed
+    handful of statements whatever its number of items: candidates are read
+    in one query per kind of key, and rows are written many at a time."""
 
-    def __init__(self, session: Session, now: datetime):
-        self.session = session
+    def __init__(self, connection: Connection, now: datetime):
+        self.connection = connection
         self.now = now
         self.changed = False  # anything a feed shows
-        self._tag_rows: dict[str, TagRow] = {}  # a tag page names one tag many times
 
-    def candidates(self, fp: Fingerprint) -> list[KnownItem]:
-        """Stored items sharing any identity key with the fingerprint."""
-        ids = (select(FingerprintRow.item_id).where(_any_key(_identity_keys(fp)))
-               .distinct().limit(MAX_CANDIDATES))
-        return self._known_items(ids)
+    # --- reading what a page needs -------------------------------------------
 
-    def related_candidates(self, fp: Fingerprint, item_id: int) -> list[KnownItem]:
-        """The few other items whose headlines share the most topic-word pairs."""
-        if not fp.topics:
+    def _matching(self, keys: set[tuple[str, str]], per_key: int) -> list[tuple[str, str, int, int | None]]:
+        """(kind, value, item id, simhash) rows sharing any of the keys, at most
+        the `per_key` newest items per key: a key common to thousands of items
+        (a stock headline, a chance SimHash band) costs no more than a rare one."""
+        rows: list[tuple[str, str, int, int | None]] = []
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), KEYS_PER_QUERY):
+            chunk = ordered[start : start + KEYS_PER_QUERY]
+            params: dict[str, object] = {"per_key": per_key}
+            for n, (kind, value) in enumerate(chunk):
+                params[f"k{n}"], params[f"v{n}"] = kind, value
+            rows.extend(tuple(row) for row in self.connection.execute(_newest_per_key(len(chunk)), params))
+        return rows
+
+    def _grouped(self, rows) -> dict[int, tuple[set[tuple[str, str]], set[int | None]]]:
+        found: dict[int, tuple[set[tuple[str, str]], set[int | None]]] = {}
+        for kind, value, item_id, simhash in rows:
+            keys, simhashes = found.setdefault(item_id, (set(), set()))
+            keys.add((kind, value))
+            if kind.startswith("band"):
+                simhashes.add(_unsigned(simhash))
+        return found
+
+    def candidates(self, fps: Sequence[Fingerprint]) -> dict[int, KnownItem]:
+        """Stored items that may be one of the fingerprinted texts, by id."""
+        keys = {key for fp in fps for key in identity_keys(fp)}
+        found = self._grouped(self._matching(keys, MAX_ITEMS_PER_KEY))
+        wanted = [item_id for item_id, (keys, simhashes) in found.items()
+                  if any(is_candidate(fp, keys, simhashes) for fp in fps)]
+        if not wanted:
+            return {}
+        tag_keys: dict[int, set[str]] = {}
+        for item_id, key in self.connection.execute(
+            select(item_tags.c.item_id, tags_table.c.key)
+            .join(tags_table, tags_table.c.id == item_tags.c.tag_id)
+            .where(item_tags.c.item_id.in_(wanted))
+        ):
+            tag_keys.setdefault(item_id, set()).add(key)
+        items = items_table.c
+        rows = self.connection.execute(
+            select(items.id, items.guid, items.title, items.summary, items.content, items.published)
+            .where(items.id.in_(wanted)))
+        return {row.id: KnownItem(*row, tag_keys=frozenset(tag_keys.get(row.id, ())),
+                                  keys=frozenset(found[row.id][0]),
+                                  simhashes=frozenset(found[row.id][1]))
+                for row in rows}
+
+    def related_candidates(self, fps: Sequence[Fingerprint]) -> list[KnownItem]:
+        """For each fingerprint, the stored items whose headlines share the most
+        topic-word pairs with it (one more than needed: one may be itself)."""
+        keys = {("topic", key) for fp in fps for key in fp.topics}
+        rows = self._matching(keys, MAX_ITEMS_PER_TOPIC)
+        holders: dict[str, set[int]] = {}
+        for _, value, item_id, _ in rows:
+            holders.setdefault(value, set()).add(item_id)
+        wanted = {item_id for fp in fps for item_id in related_ids(fp, holders, limit=MAX_RELATED_CANDIDATES + 1)}
+        found = self._grouped(rows)
+        if not wanted:
             return []
-        shared = (
-            select(FingerprintRow.item_id)
-            .where(_any_key([("topic", key) for key in fp.topics]), FingerprintRow.item_id != item_id)
-            .group_by(FingerprintRow.item_id)
-            .order_by(func.count().desc(), FingerprintRow.item_id)
-            .limit(MAX_RELATED_CANDIDATES)
-        )
-        rows = self.session.execute(
-            select(ItemRow.id, ItemRow.guid, ItemRow.title, ItemRow.summary, ItemRow.content,
-                   ItemRow.published).where(ItemRow.id.in_(shared.subquery().select())))
-        return [KnownItem(*row) for row in rows]
+        items = items_table.c
+        rows = self.connection.execute(
+            select(items.id, items.guid, items.title, items.summary, items.content, items.published)
+            .where(items.id.in_(wanted)))
+        return [KnownItem(*row, keys=frozenset(found[row.id][0])) for row in rows]
 
-    def _known_items(self, ids) -> list[KnownItem]:
-        rows = self.session.scalars(
-            select(ItemRow).where(ItemRow.id.in_(ids)).options(selectinload(ItemRow.tags))
-        )
-        return [_known(row) for row in rows]
+    def taken_guids(self, guids: Sequence[str]) -> set[str]:
+        if not guids:
+            return set()
+        return set(self.connection.scalars(select(items_table.c.guid).where(items_table.c.guid.in_(guids))))
 
-    def link(self, item_id: int, related_id: int) -> None:
-        """Record two items as reports of one event."""
-        exists = self.session.scalar(select(item_links.c.item_id).where(
-            item_links.c.item_id == item_id, item_links.c.related_id == related_id))
-        if exists is not None:
-            return
-        self.session.execute(item_links.insert(), [
-            {"item_id": item_id, "related_id": related_id},
-            {"item_id": related_id, "related_id": item_id},
-        ])
-        # Both entries gain a link, so both count as updated for the feeds.
-        self.session.execute(update(ItemRow).where(ItemRow.id.in_((item_id, related_id)))
-                             .values(updated=self.now))
-        self.changed = True
+    # --- writing ---------------------------------------------------------------
 
     def source(self, path: str, size: int, mtime_ns: int, sha256: str, status: str,
-               reason: str | None, item_count: int) -> SourceRow:
-        row = self.session.scalar(select(SourceRow).where(SourceRow.path == path))
-        if row is None:
-            row = SourceRow(path=path)
-            self.session.add(row)
-        row.size, row.mtime_ns, row.sha256 = size, mtime_ns, sha256
-        row.status, row.reason, row.item_count = status, reason, item_count
-        row.checked_at = self.now
-        return row
+               reason: str | None, item_count: int) -> int:
+        """Record what was read of a seed file; its id."""
+        values = {"size": size, "mtime_ns": mtime_ns, "sha256": sha256, "status": status,
+                  "reason": reason, "item_count": item_count, "checked_at": self.now}
+        table = sources_table
+        source_id = self.connection.scalar(select(table.c.id).where(table.c.path == path))
+        if source_id is None:
+            return self.connection.scalar(insert(table).values(path=path, **values).returning(table.c.id))
+        self.connection.execute(update(table).where(table.c.id == source_id).values(**values))
+        return source_id
 
-    def forget_sightings(self, source: SourceRow) -> None:
-        """A re-read page lists its items anew."""
-        self.session.flush()
-        self.session.execute(sightings.delete().where(sightings.c.source_id == source.id))
+    def _insert_new(self, table: Table, rows: list[dict]) -> None:
+        """Insert the rows not there yet: the database, not a lookup, decides."""
+        if not rows:
+            return
+        dialect = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[self.connection.dialect.name]
+        self.connection.execute(dialect(table).on_conflict_do_nothing(), rows)
 
-    def sighting(self, source: SourceRow, position: int, item_id: int, title: str) -> None:
-        self.session.execute(sightings.insert().values(
-            source_id=source.id, position=position, item_id=item_id, title=title))
+    def save(self, plan: PagePlan, source_id: int) -> None:
+        """Write a page's plan: its new items, changes, keys, tags and sightings."""
+        ids = self._insert_items([item for item in plan.items if item.is_new])
 
-    def _tags(self, names: Sequence[str]) -> list[TagRow]:
-        rows: dict[str, TagRow] = {}
-        for name in names:
-            key = tag_key(name)
-            if key in rows:
-                continue
-            row = self._tag_rows.get(key) or self.session.scalar(select(TagRow).where(TagRow.key == key))
-            if row is None:
-                row = TagRow(name=name, key=key, slug=self._free_slug(tag_slug(name)))
-                self.session.add(row)
-                self.session.flush()
-            rows[key] = self._tag_rows[key] = row
-        return list(rows.values())
+        def stored(ref: int) -> int:
+            return ids.get(ref, ref)
+
+        changed = [item for item in plan.items if not item.is_new]
+        if changed:
+            self.connection.execute(
+                update(items_table).where(items_table.c.id == bindparam("item_id")),
+                [{"item_id": item.ref, "title": item.title, "summary": item.summary,
+                  "content": item.content, "published": item.published, "updated": self.now}
+                 for item in changed])
+        tag_ids = self._tag_ids([name for item in plan.items for name in item.new_tags])
+        self._insert_new(item_tags, [{"item_id": stored(item.ref), "tag_id": tag_ids[tag_key(name)]}
+                                     for item in plan.items for name in item.new_tags])
+        self._insert_new(fingerprints_table, [
+            {"item_id": stored(ref), "kind": kind, "value": value,
+             "simhash": _signed(fp.simhash) if kind.startswith("band") else None}
+            for ref, fp in plan.fingerprints
+            for kind, value in dict.fromkeys(identity_keys(fp) + topic_index_keys(fp))])
+        self._insert_new(item_sources, [{"item_id": stored(ref), "source_id": source_id}
+                                        for ref in dict.fromkeys(ref for ref, _ in plan.sightings)])
+        self.connection.execute(sightings.delete().where(sightings.c.source_id == source_id))
+        if plan.sightings:
+            self.connection.execute(sightings.insert(), [
+                {"source_id": source_id, "position": position, "item_id": stored(ref), "title": title}
+                for position, (ref, title) in enumerate(plan.sightings)])
+        self._link([(stored(a), stored(b)) for a, b in plan.links])
+        self.changed = self.changed or bool(plan.items)
+
+    def _insert_items(self, new: list[PlannedItem]) -> dict[int, int]:
+        """Insert new items; their ids by ref."""
+        if not new:
+            return {}
+        rows = [{"guid": item.guid, "key": guid_key(item.guid), "title": item.title,
+                 "summary": item.summary, "content": item.content, "published": item.published,
+                 "updated": self.now, "first_seen": self.now} for item in new]
+        result = self.connection.execute(
+            insert(items_table).returning(items_table.c.id, sort_by_parameter_order=True), rows)
+        return {item.ref: item_id for item, item_id in zip(new, result.scalars())}
+
+    def _tag_ids(self, names: Sequence[str]) -> dict[str, int]:
+        """Tag ids by key, creating the tags not seen before."""
+        by_key = {tag_key(name): name for name in reversed(names)}  # the first name shown wins
+        if not by_key:
+            return {}
+        table = tags_table
+        ids = dict(self.connection.execute(select(table.c.key, table.c.id).where(table.c.key.in_(by_key))).all())
+        for key in sorted(by_key.keys() - ids.keys()):
+            name = by_key[key]
+            ids[key] = self.connection.scalar(insert(table).values(
+                name=name, key=key, slug=self._free_slug(tag_slug(name))).returning(table.c.id))
+        return ids
 
     def _free_slug(self, slug: str) -> str:
         # Two tags may fold to one slug ("C" and "C++"): the later one is numbered.
         candidate, n = slug, 1
-        while self.session.scalar(select(TagRow.id).where(TagRow.slug == candidate)) is not None:
+        while self.connection.scalar(select(tags_table.c.id).where(tags_table.c.slug == candidate)) is not None:
             n += 1
             candidate = f"{slug}-{n}"
         return candidate
 
-    def _add_fingerprint(self, item_id: int, fp: Fingerprint, new: bool = False) -> None:
-        wanted = _fingerprint_keys(fp)
-        if new:
-            self.session.execute(FingerprintRow.__table__.insert(), [
-                {"item_id": item_id, "kind": kind, "value": value} for kind, value in set(wanted)])
+    def _link(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Record pairs of items as reports of one event; both entries gain a
+        link, so both count as updated for the feeds."""
+        if not pairs:
             return
-        have = set(
-            self.session.execute(
-                select(FingerprintRow.kind, FingerprintRow.value).where(
-                    FingerprintRow.item_id == item_id
-                )
-            )
-        )
-        for kind, value in wanted:
-            if (kind, value) not in have:
-                self.session.add(FingerprintRow(item_id=item_id, kind=kind, value=value))
-
-    def guid_taken(self, guid: str) -> bool:
-        return self.session.scalar(select(ItemRow.id).where(ItemRow.guid == guid)) is not None
-
-    def insert(self, item: ParsedItem, fp: Fingerprint, guid: str, published: datetime,
-               source: SourceRow) -> int:
-        row = ItemRow(
-            guid=guid,
-            key=guid_key(guid),
-            title=item.title,
-            summary=item.summary,
-            content=item.content,
-            published=published,
-            updated=self.now,
-            first_seen=self.now,
-        )
-        row.tags = self._tags(item.tags)
-        row.sources = [source]
-        self.session.add(row)
-        self.session.flush()
-        self._add_fingerprint(row.id, fp, new=True)
+        links = item_links.c
+        existing = set(self.connection.execute(
+            select(links.item_id, links.related_id).where(links.item_id.in_({a for a, _ in pairs}))).all())
+        new = [(a, b) for a, b in dict.fromkeys(pairs) if (a, b) not in existing]
+        if not new:
+            return
+        self.connection.execute(item_links.insert(), [
+            {"item_id": x, "related_id": y} for a, b in new for x, y in ((a, b), (b, a))])
+        self.connection.execute(update(items_table).where(items_table.c.id.in_({i for p in new for i in p}))
+                                .values(updated=self.now))
         self.changed = True
-        return row.id
-
-    def update(self, item_id: int, change: ItemUpdate, fp: Fingerprint, source: SourceRow) -> bool:
-        """Apply a merge; True when the item as a feed shows it changed."""
-        row = self.session.get(ItemRow, item_id)
-        if row is None:
-            raise StorageError(f"item {item_id} vanished during ingest")
-        for field in ("title", "summary", "content", "published"):
-            value = getattr(change, field)
-            if value is not None:
-                setattr(row, field, value)
-        if change.new_tags:
-            row.tags.extend(self._tags(change.new_tags))
-        if change.changes_entry:
-            row.updated = self.now
-            self.changed = True
-        if source not in row.sources:
-            row.sources.append(source)
-        self._add_fingerprint(item_id, fp)
-        self.session.flush()
-        return change.changes_entry
 
 
 # Arbitrary, fixed: the PostgreSQL advisory lock only one ingester may hold.
@@ -576,12 +622,12 @@ class Storage:
     @contextlib.contextmanager
     def writer(self, now: datetime) -> Iterator[Writer]:
         """One transaction: everything written inside lands together or not at all."""
-        with self._errors("write"), self._sessions() as session, session.begin():
-            writer = Writer(session, now)
+        with self._errors("write"), self.engine.begin() as connection:
+            writer = Writer(connection, now)
             yield writer
             if writer.changed:
-                session.execute(update(StateRow).where(StateRow.key == "data_version")
-                                .values(value=StateRow.value + 1))
+                connection.execute(update(StateRow).where(StateRow.key == "data_version")
+                                   .values(value=StateRow.value + 1))
 
     # --- sources ---------------------------------------------------------
 
@@ -596,7 +642,7 @@ class Storage:
     def touch_source(self, path: str, size: int, mtime_ns: int, now: datetime) -> None:
         """Same bytes, new size or mtime: remember them so the next scan skips the file."""
         with self.writer(now) as w:
-            w.session.execute(
+            w.connection.execute(
                 update(SourceRow)
                 .where(SourceRow.path == path)
                 .values(size=size, mtime_ns=mtime_ns, checked_at=now)
@@ -606,7 +652,7 @@ class Storage:
         if not paths:
             return
         with self.writer(now) as w:
-            w.session.execute(
+            w.connection.execute(
                 update(SourceRow)
                 .where(SourceRow.path.in_(paths))
                 .values(status="missing", reason="file no longer in the seed folder",

@@ -1,5 +1,5 @@
 """Nothing lost, nothing doubled: the daemon is killed with SIGKILL at random
-moments while it ingests hundreds of files, and restarted."""
+moments while it ingests a thousand files, and restarted."""
 
 import json
 import random
@@ -12,7 +12,7 @@ from lxml import etree
 
 from test_daemon import Daemon, get, run, wait_for
 
-FILES = 240
+FILES = 1200
 KILLS = 20
 
 
@@ -30,7 +30,7 @@ def make_corpus(folder):
             tag = ("Alpha", "Beta", "Gamma")[n % 3]
             text = f"Contents tagged with {tag}\n\n" + "".join(
                 f"  • Story {m} of the crash corpus\n\n    Opening words of story {m}, told at "
-                f"length so that the teaser is a prefix …\n\n" for m in (n, n + 1000, n + 2000))
+                f"length so that the teaser is a prefix …\n\n" for m in (n, n + 10_000, n + 20_000))
         (folder / f"page_{n:04}.txt").write_text(text)
 
 

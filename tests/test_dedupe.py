@@ -129,3 +129,54 @@ def test_simhash_bands_catch_close_hashes():
     flipped = a ^ 0b1011  # three bits apart
     assert dedupe.hamming(a, flipped) == 3
     assert any(x == y for x, y in zip(dedupe.simhash_bands(a), dedupe.simhash_bands(flipped)))
+
+
+def test_simhash_is_the_majority_of_shingle_hash_bits():
+    tokens = dedupe.words(STORM_NORTH.content)
+    hashes = [dedupe._hash64(" ".join(s)) for s in dedupe.shingles(tokens)]
+    expected = sum(1 << bit for bit in range(64) if 2 * sum(h >> bit & 1 for h in hashes) > len(hashes))
+    assert dedupe.simhash(tokens) == expected != 0
+
+
+def test_a_shared_band_alone_makes_a_candidate_only_when_the_texts_are_close():
+    fp = dedupe.fingerprint(STORM_NORTH.title, STORM_NORTH.content)
+    band = dedupe.identity_keys(fp)[-1]
+    assert band[0] == "band3"
+    far = fp.simhash ^ 0x0000_FFFF_FFFF_0000  # same outer bands, 32 bits apart
+    near = fp.simhash ^ 0b111  # three bits apart
+    assert not dedupe.is_candidate(fp, {band}, {far})
+    assert dedupe.is_candidate(fp, {band}, {near})
+    assert dedupe.is_candidate(fp, {band}, {None})  # kept by a store that recorded no SimHash
+    assert dedupe.is_candidate(fp, {("title", fp.title_key)}, set())
+    assert not dedupe.is_candidate(fp, set(), {near})
+
+
+def sighting(item: ParsedItem):
+    item = ParsedItem(item.title, item.summary, item.content, item.published or T0, item.tags)
+    return item, dedupe.fingerprint(item.title, item.text)
+
+
+def test_a_story_shown_twice_on_one_page_is_one_new_item():
+    teaser = ParsedItem(title=STORM_NORTH.title, summary=" ".join(STORM_NORTH.content.split()[:15]),
+                        tags=("Weather",))
+    plan = dedupe.plan_page([sighting(teaser), sighting(STORM_SOUTH), sighting(STORM_NORTH)], {})
+    assert [ref for ref, _ in plan.sightings] == [-1, -2, -1]
+    assert (plan.new_items, plan.updated_items) == (2, 0)
+    first = plan.items[0]
+    assert first.content == STORM_NORTH.content and first.summary == teaser.summary
+    assert first.new_tags == ("Weather",)
+
+
+def test_a_page_merges_into_the_stored_item_and_keeps_its_id():
+    teaser = ParsedItem(title=STORM_NORTH.title, summary=" ".join(STORM_NORTH.content.split()[:15]))
+    stored = known(teaser, id=7)
+    fp = dedupe.fingerprint(teaser.title, teaser.text)
+    stored = KnownItem(**{**stored.__dict__, "keys": frozenset(dedupe.identity_keys(fp))})
+    plan = dedupe.plan_page([sighting(STORM_NORTH)], {7: stored})
+    assert plan.sightings == ((7, STORM_NORTH.title),)
+    assert (plan.new_items, plan.updated_items) == (0, 1)
+    assert plan.items[0].ref == 7 and plan.items[0].content == STORM_NORTH.content
+    # Seen again with nothing new, it changes nothing and relates nothing.
+    again = dedupe.plan_page([sighting(STORM_NORTH)], {7: dedupe.applied(stored, dedupe.merge(
+        stored, STORM_NORTH, {}))})
+    assert again.items == () and again.linking == ()

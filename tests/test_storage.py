@@ -15,9 +15,34 @@ def test_sqlite_schema_is_created_and_upgraded_on_open(tmp_path):
     url = f"sqlite:///{tmp_path / 'new.db'}"
     storage = Storage(url)
     current, head = storage.schema_revisions()
-    assert current == head == "0001"
+    assert current == head == "0002"
     assert storage.data_version() == 0
     storage.close()
+
+
+def test_an_older_sqlite_schema_is_upgraded_keeping_its_items(tmp_path, seed_dir, clock):
+    from alembic import command
+
+    from aggregator.ingest import run_once
+    from aggregator.storage import _alembic
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    storage = Storage(url)
+    run_once(storage, seed_dir, clock=clock)
+    before = {item.guid for item in storage.all_items()}
+    with storage.engine.begin() as connection:  # back to the first schema, as an old install has it
+        command.downgrade(_alembic(connection), "0001")
+    storage.close()
+    assert "simhash" not in {c["name"] for c in sqlalchemy.inspect(sqlalchemy.create_engine(url)).get_columns("fingerprints")}
+    storage = Storage(url)
+    try:
+        assert storage.schema_revisions() == ("0002", "0002")
+        assert {item.guid for item in storage.all_items()} == before
+        (seed_dir / "copy.txt").write_bytes(next(seed_dir.glob("000_*")).read_bytes())
+        report = run_once(storage, seed_dir, clock=clock)
+        assert report.files_changed == 1 and report.new_items == 0  # found again by its old keys
+    finally:
+        storage.close()
 
 
 def test_a_schema_newer_than_known_is_refused(tmp_path):
@@ -45,7 +70,7 @@ def test_postgresql_waits_for_db_upgrade(postgres_url, tmp_path):
     check = db("check")
     assert check.returncode == 1 and "run `aggregator db upgrade`" in check.stderr
     upgrade = db("upgrade")
-    assert upgrade.returncode == 0 and upgrade.stdout == "database schema: 0001 (this aggregator: 0001)\n"
+    assert upgrade.returncode == 0 and upgrade.stdout == "database schema: 0002 (this aggregator: 0002)\n"
     assert db("check").returncode == 0
     Storage(postgres_url).close()
 
