@@ -300,10 +300,15 @@ def topic_words(text: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _topic_profile(title: str, text: str) -> tuple[frozenset[str], Counter[str], float]:
-    """A report's headline topic words, topic-word counts and their norm."""
+def _headline_topics(title: str) -> frozenset[str]:
+    return frozenset(topic_words(title))
+
+
+@functools.lru_cache(maxsize=1024)
+def _topic_counts(title: str, text: str) -> tuple[Counter[str], float]:
+    """A report's topic-word counts and their norm."""
     counts = Counter(topic_words(f"{title} {text}"))
-    return frozenset(topic_words(title)), counts, math.sqrt(sum(v * v for v in counts.values()))
+    return counts, math.sqrt(sum(v * v for v in counts.values()))
 
 
 def topic_keys(title: str) -> tuple[str, ...]:
@@ -313,14 +318,19 @@ def topic_keys(title: str) -> tuple[str, ...]:
     return tuple(_digest(f"{a} {b}")[:16] for n, a in enumerate(unique) for b in unique[n + 1 :])
 
 
+def headlines_related(a_title: str, b_title: str) -> bool:
+    """Do two headlines share enough topic words to be about one event."""
+    ta, tb = _headline_topics(a_title), _headline_topics(b_title)
+    return bool(ta and tb) and len(ta & tb) / len(ta | tb) >= RELATED_TITLE
+
+
 def is_related(a_title: str, a_text: str, b_title: str, b_text: str) -> bool:
     """The same event told in other words: headlines share topic words and the
     texts the vocabulary (cosine of topic-word counts). Never used to merge,
     only to link."""
-    ta, ca, na = _topic_profile(a_title, a_text)
-    tb, cb, nb = _topic_profile(b_title, b_text)
-    if not ta or not tb or len(ta & tb) / len(ta | tb) < RELATED_TITLE:
+    if not headlines_related(a_title, b_title):
         return False
+    (ca, na), (cb, nb) = _topic_counts(a_title, a_text), _topic_counts(b_title, b_text)
     dot = sum(count * cb[word] for word, count in ca.items())
     return bool(na and nb) and dot / (na * nb) >= RELATED_TEXT
 

@@ -46,7 +46,7 @@ def plan_page(writer: Writer, items: tuple[ParsedItem, ...], seen: datetime) -> 
                  for item in items]
     plan = dedupe.plan_page(sightings, writer.candidates([fp for _, fp in sightings]))
     plan = replace(plan, items=tuple(free_guids(writer, plan.items)))
-    linking = [sightings[position][1] for position in plan.linking]
+    linking = [(sightings[position][0].title, sightings[position][1]) for position in plan.linking]
     related = writer.related_candidates(linking) if linking else []
     return replace(plan, links=dedupe.plan_links(plan, sightings, related))
 
@@ -89,7 +89,7 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
 def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Clock) -> FileResult | None:
     """Read one file whose size or mtime changed; None when its bytes did not."""
     try:
-        data = seed.path.read_bytes()
+        data = Path(seed.path).read_bytes()
     except OSError as error:
         reason = f"cannot read file: {error.strerror or error}"
         log.warning("%s: failed: %s", seed.rel, reason, extra={"path": seed.rel})
@@ -110,7 +110,7 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
     still be being written: it is left for a later scan (counted as deferred).
     `stopping` is asked between files, so a shutdown waits for one file only."""
     started = clock()
-    known = storage.sources()
+    known = storage.file_states()
     seeds = list_seed_files(folder, ignore)
     results: list[FileResult] = []
     now_ns = time.time_ns()

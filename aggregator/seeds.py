@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import codecs
 import fnmatch
+import functools
 import hashlib
 import os
-from dataclasses import dataclass
+import re
+import stat
 from pathlib import Path
+from typing import NamedTuple
 
 import charset_normalizer
 
@@ -25,41 +28,52 @@ _BOMS = (
 )
 
 
-@dataclass(frozen=True)
-class SeedFile:
-    path: Path  # absolute
+class SeedFile(NamedTuple):
+    """A file in the seed folder as a scan finds it (a named tuple: a rescan
+    builds one per file)."""
+
+    path: str  # absolute
     rel: str  # relative to the seed folder, "/"-separated: the file's name in the store
     size: int
     mtime_ns: int
 
 
+@functools.lru_cache(maxsize=16)
+def _ignore_pattern(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    # One compiled expression for all the globs: a rescan tests every name.
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
 def is_ignored(name: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    pattern = _ignore_pattern(patterns)
+    return pattern is not None and pattern.match(name) is not None
 
 
 def list_seed_files(folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE) -> list[SeedFile]:
     """Regular files below the folder, sorted by name. Links are not followed:
     nothing outside the folder is ever read."""
     found: list[SeedFile] = []
-    pending = [folder]
+    pending = [(str(folder), "")]  # (folder, its name relative to the seed folder with a "/")
+    ignored = _ignore_pattern(ignore)
     while pending:
-        current = pending.pop()
+        current, prefix = pending.pop()
         try:
             entries = list(os.scandir(current))
         except OSError:
             continue  # a folder removed or unreadable mid-scan; the next scan sees it again
         for entry in entries:
-            if is_ignored(entry.name, ignore) or entry.is_symlink():
+            if ignored is not None and ignored.match(entry.name):
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(Path(entry.path))
-            elif entry.is_file(follow_symlinks=False):
-                try:
-                    stat = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                rel = Path(entry.path).relative_to(folder).as_posix()
-                found.append(SeedFile(Path(entry.path), rel, stat.st_size, stat.st_mtime_ns))
+            try:
+                info = entry.stat(follow_symlinks=False)  # one call tells file, folder or link
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found.append(SeedFile(entry.path, prefix + entry.name, info.st_size, info.st_mtime_ns))
+            elif stat.S_ISDIR(info.st_mode):
+                pending.append((entry.path, f"{prefix}{entry.name}/"))
     return sorted(found, key=lambda f: f.rel)
 
 

@@ -58,6 +58,7 @@ from sqlalchemy.orm import (
 from aggregator.dedupe import (
     MAX_RELATED_CANDIDATES,
     guid_key,
+    headlines_related,
     identity_keys,
     is_candidate,
     related_ids,
@@ -67,6 +68,7 @@ from aggregator.dedupe import (
 )
 from aggregator.errors import StorageError
 from aggregator.model import (
+    FileState,
     Fingerprint,
     KnownItem,
     PagePlan,
@@ -321,7 +323,7 @@ class Writer:
             params: dict[str, object] = {"per_key": per_key}
             for n, (kind, value) in enumerate(chunk):
                 params[f"k{n}"], params[f"v{n}"] = kind, value
-            rows.extend(tuple(row) for row in self.connection.execute(_newest_per_key(len(chunk)), params))
+            rows.extend(self.connection.execute(_newest_per_key(len(chunk)), params).all())
         return rows
 
     def _grouped(self, rows) -> dict[int, tuple[set[tuple[str, str]], set[int | None]]]:
@@ -357,22 +359,32 @@ class Writer:
                                   simhashes=frozenset(found[row.id][1]))
                 for row in rows}
 
-    def related_candidates(self, fps: Sequence[Fingerprint]) -> list[KnownItem]:
-        """For each fingerprint, the stored items whose headlines share the most
-        topic-word pairs with it (one more than needed: one may be itself)."""
-        keys = {("topic", key) for fp in fps for key in fp.topics}
+    def related_candidates(self, sightings: Sequence[tuple[str, Fingerprint]]) -> list[KnownItem]:
+        """For each (headline, fingerprint), the stored items whose headlines
+        share the most topic-word pairs with it (one more than needed: one may
+        be itself), of those the ones whose headlines are related at all."""
+        keys = {("topic", key) for _, fp in sightings for key in fp.topics}
         rows = self._matching(keys, MAX_ITEMS_PER_TOPIC)
         holders: dict[str, set[int]] = {}
         for _, value, item_id, _ in rows:
             holders.setdefault(value, set()).add(item_id)
-        wanted = {item_id for fp in fps for item_id in related_ids(fp, holders, limit=MAX_RELATED_CANDIDATES + 1)}
-        found = self._grouped(rows)
+        wanted: dict[int, set[str]] = {}  # item id → the headlines that found it
+        for title, fp in sightings:
+            for item_id in related_ids(fp, holders, limit=MAX_RELATED_CANDIDATES + 1):
+                wanted.setdefault(item_id, set()).add(title)
         if not wanted:
             return []
         items = items_table.c
+        # Headlines first: most candidates stop there, without reading their text.
+        titles = self.connection.execute(select(items.id, items.title).where(items.id.in_(wanted))).all()
+        close = [item_id for item_id, stored in titles
+                 if any(headlines_related(title, stored) for title in wanted[item_id])]
+        if not close:
+            return []
+        found = self._grouped(rows)
         rows = self.connection.execute(
             select(items.id, items.guid, items.title, items.summary, items.content, items.published)
-            .where(items.id.in_(wanted)))
+            .where(items.id.in_(close)))
         return [KnownItem(*row, keys=frozenset(found[row.id][0])) for row in rows]
 
     def taken_guids(self, guids: Sequence[str]) -> set[str]:
@@ -632,12 +644,20 @@ class Storage:
     # --- sources ---------------------------------------------------------
 
     def sources(self) -> dict[str, SourceFile]:
-        # Plain rows, not ORM objects: a rescan reads this for every file.
-        columns = (SourceRow.path, SourceRow.size, SourceRow.mtime_ns, SourceRow.sha256,
-                   SourceRow.status, SourceRow.reason, SourceRow.item_count, SourceRow.checked_at)
-        with self._read() as session:
-            rows = session.execute(select(*columns).order_by(SourceRow.path))
-            return {row[0]: SourceFile(*row) for row in rows}
+        # Core rows, not the ORM: a rescan reads this for every file.
+        c = sources_table.c
+        columns = (c.path, c.size, c.mtime_ns, c.sha256, c.status, c.reason, c.item_count, c.checked_at)
+        with self._errors("read"), self.engine.connect() as connection:
+            rows = connection.execute(select(*columns).order_by(c.path)).all()
+        return {row[0]: SourceFile(*row) for row in rows}
+
+    def file_states(self) -> dict[str, FileState]:
+        """Every seed file's size, mtime, hash and status, by path: all a
+        rescan needs, read as plainly as possible."""
+        c = sources_table.c
+        with self._errors("read"), self.engine.connect() as connection:
+            rows = connection.execute(select(c.path, c.size, c.mtime_ns, c.sha256, c.status)).all()
+        return {path: FileState(*state) for path, *state in rows}
 
     def touch_source(self, path: str, size: int, mtime_ns: int, now: datetime) -> None:
         """Same bytes, new size or mtime: remember them so the next scan skips the file."""
