@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aggregator import dedupe
 from aggregator.errors import AggregatorError, SeedError
-from aggregator.model import FileResult, PagePlan, ParsedItem, PlannedItem, ScanReport
+from aggregator.model import FileResult, Fingerprint, PagePlan, ParsedItem, PlannedItem, ScanReport
 from aggregator.parse import clean_text, parse_page
 from aggregator.seeds import DEFAULT_IGNORE, SeedFile, content_hash, decode, list_seed_files
 from aggregator.storage import Storage, Writer
@@ -38,12 +38,17 @@ def read_page(data: bytes, mtime: datetime):
     return parse_page(clean_text(decode(data)), mtime)
 
 
+def sightings_of(items: tuple[ParsedItem, ...], seen: datetime) -> list[tuple[ParsedItem, Fingerprint]]:
+    """A page's items, each dated and fingerprinted. An undated sighting is as
+    old as the saved page: merges take the earliest date of all sightings,
+    whatever order the files come in."""
+    return [(replace(item, published=item.published or seen), dedupe.fingerprint(item.title, item.text))
+            for item in items]
+
+
 def plan_page(writer: Writer, items: tuple[ParsedItem, ...], seen: datetime) -> PagePlan:
     """Decide what a page changes, reading the store only for candidates."""
-    # An undated sighting is as old as the saved page: merges take the
-    # earliest date of all sightings, whatever order the files come in.
-    sightings = [(replace(item, published=item.published or seen), dedupe.fingerprint(item.title, item.text))
-                 for item in items]
+    sightings = sightings_of(items, seen)
     plan = dedupe.plan_page(sightings, writer.candidates([fp for _, fp in sightings]))
     plan = replace(plan, items=tuple(free_guids(writer, plan.items)))
     linking = [(sightings[position][0].title, sightings[position][1]) for position in plan.linking]
