@@ -118,17 +118,18 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
-def identity_keys(fp: Fingerprint) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=4096)  # asked for each candidate of a page
+def identity_keys(fp: Fingerprint) -> tuple[tuple[str, str], ...]:
     """(kind, value) keys under which the store finds an item again."""
     keys = [("title", fp.title_key)]
     if fp.lead_key:
         keys.append(("lead", fp.lead_key))
     keys.extend((f"band{i}", format(band, "04x")) for i, band in enumerate(fp.bands))
-    return keys
+    return tuple(keys)
 
 
-def topic_index_keys(fp: Fingerprint) -> list[tuple[str, str]]:
-    return [("topic", key) for key in fp.topics]
+def topic_index_keys(fp: Fingerprint) -> tuple[tuple[str, str], ...]:
+    return tuple(("topic", key) for key in fp.topics)
 
 
 def is_candidate(fp: Fingerprint, keys: frozenset[tuple[str, str]] | set[tuple[str, str]],

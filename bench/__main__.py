@@ -125,17 +125,23 @@ def prefill(database: Path, count: int) -> None:
     db.close()
 
 
-def growth(work: Path, sizes: list[int], files: int = 150) -> dict:
-    seeds = work / "growth-seeds"
-    sightings = generate(seeds, files, seed=99)
-    rates = {}
+def growth(work: Path, sizes: list[int], files: int = 150, rounds: int = 3) -> dict:
+    """The ingest rate of a fresh folder of `files` pages into stores of each
+    size; each round a new folder, round after round across the sizes, the
+    best round counts (a shared machine only ever makes a round slower)."""
+    folders = []
+    for round_ in range(rounds):
+        folder = work / f"growth-seeds-{round_}"
+        folders.append((folder, generate(folder, files, seed=99 + round_)))
     for size in sizes:
-        database = work / f"growth-{size}.db"
-        prefill(database, size)
-        storage = Storage(f"sqlite:///{database}")
-        seconds, _ = timed(run_once, storage, seeds)
-        storage.close()
-        rates[size] = sightings / seconds
+        prefill(work / f"growth-{size}.db", size)
+    rates: dict[int, float] = {}
+    for folder, sightings in folders:
+        for size in sizes:
+            storage = Storage(f"sqlite:///{work / f'growth-{size}.db'}")
+            seconds, _ = timed(run_once, storage, folder)
+            storage.close()
+            rates[size] = max(rates.get(size, 0.0), sightings / seconds)
     first, last = rates[sizes[0]], rates[sizes[-1]]
     return {"growth_rates": {str(k): v for k, v in rates.items()}, "growth_drop": 1 - last / first}
 
