@@ -24,7 +24,7 @@ import re
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, replace
 
 from aggregator.model import Fingerprint, ItemUpdate, KnownItem, PagePlan, ParsedItem, PlannedItem
@@ -132,8 +132,8 @@ def topic_index_keys(fp: Fingerprint) -> tuple[tuple[str, str], ...]:
     return tuple(("topic", key) for key in fp.topics)
 
 
-def is_candidate(fp: Fingerprint, keys: frozenset[tuple[str, str]] | set[tuple[str, str]],
-                 simhashes: frozenset[int | None] | set[int | None]) -> bool:
+def is_candidate(fp: Fingerprint, keys: AbstractSet[tuple[str, str]],
+                 simhashes: AbstractSet[int | None]) -> bool:
     """Is an item known by these keys worth comparing texts with: same title
     or opening words, or a shared SimHash band of a text close enough (a
     shared band alone is often chance)."""

@@ -309,10 +309,22 @@ def _newest_per_key(count: int) -> TextClause:
     return text(" UNION ALL ".join(part.format(n=n) for n in range(count)))
 
 
+def _by_item(rows) -> dict[int, tuple[set[tuple[str, str]], set[int | None]]]:
+    """Fingerprint rows grouped by item: (its keys found, SimHashes of its band keys)."""
+    found: dict[int, tuple[set[tuple[str, str]], set[int | None]]] = {}
+    for kind, value, item_id, simhash in rows:
+        keys, simhashes = found.setdefault(item_id, (set(), set()))
+        keys.add((kind, value))
+        if kind.startswith("band"):
+            simhashes.add(_unsigned(simhash))
+    return found
+
+
 class Writer:
     """Writes of one ingest transaction (one seed file). A page costs a fixed
-    handful of statements whatever its number of items: candidates are read
-    in one query per kind of key, and rows are written many at a time."""
+    handful of statements whatever its number of items: one query finds the
+    candidates for all its items, another the related stories, and rows are
+    written many at a time."""
 
     def __init__(self, connection: Connection, now: datetime):
         self.connection = connection
@@ -335,22 +347,13 @@ class Writer:
             rows.extend(self.connection.execute(_newest_per_key(len(chunk)), params).all())
         return rows
 
-    def _grouped(self, rows) -> dict[int, tuple[set[tuple[str, str]], set[int | None]]]:
-        found: dict[int, tuple[set[tuple[str, str]], set[int | None]]] = {}
-        for kind, value, item_id, simhash in rows:
-            keys, simhashes = found.setdefault(item_id, (set(), set()))
-            keys.add((kind, value))
-            if kind.startswith("band"):
-                simhashes.add(_unsigned(simhash))
-        return found
-
     def candidates(self, fps: Sequence[Fingerprint]) -> dict[int, KnownItem]:
         """Stored items that may be one of the fingerprinted texts, by id."""
         by_key: dict[tuple[str, str], list[Fingerprint]] = {}
         for fp in fps:
             for key in identity_keys(fp):
                 by_key.setdefault(key, []).append(fp)
-        found = self._grouped(self._matching(set(by_key), MAX_ITEMS_PER_KEY))
+        found = _by_item(self._matching(set(by_key), MAX_ITEMS_PER_KEY))
         wanted = [item_id for item_id, (keys, simhashes) in found.items()
                   if any(is_candidate(fp, keys, simhashes) for key in keys for fp in by_key[key])]
         if not wanted:
@@ -393,7 +396,7 @@ class Writer:
                  if any(headlines_related(title, stored) for title in wanted[item_id])]
         if not close:
             return []
-        found = self._grouped(rows)
+        found = _by_item(rows)
         rows = self.connection.execute(
             select(items.id, items.guid, items.title, items.summary, items.content, items.published)
             .where(items.id.in_(close)))
