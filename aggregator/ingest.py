@@ -46,9 +46,8 @@ def sightings_of(items: tuple[ParsedItem, ...], seen: datetime) -> list[tuple[Pa
             for item in items]
 
 
-def plan_page(writer: Writer, items: tuple[ParsedItem, ...], seen: datetime) -> PagePlan:
+def plan_with_store(writer: Writer, sightings: list[tuple[ParsedItem, Fingerprint]]) -> PagePlan:
     """Decide what a page changes, reading the store only for candidates."""
-    sightings = sightings_of(items, seen)
     plan = dedupe.plan_page(sightings, writer.candidates([fp for _, fp in sightings]))
     plan = replace(plan, items=tuple(free_guids(writer, plan.items)))
     linking = [(sightings[position][0].title, sightings[position][1]) for position in plan.linking]
@@ -65,7 +64,7 @@ def free_guids(writer: Writer, items: tuple[PlannedItem, ...]) -> list[PlannedIt
         n, guid = 1, item.guid
         while item.is_new and guid in taken:
             n += 1
-            guid = dedupe.item_guid(item.title, f"{item.content or item.summary or ''}\n#{n}")
+            guid = dedupe.item_guid(item.title, f"{item.text}\n#{n}")
             taken |= writer.taken_guids([guid])
         result.append(replace(item, guid=guid))
     return result
@@ -81,9 +80,10 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
             w.source(seed.rel, seed.size, seed.mtime_ns, sha256, error.status, str(error), 0)
         log.warning("%s: %s: %s", seed.rel, error.status, error, extra={"path": seed.rel})
         return FileResult(seed.rel, error.status, str(error))
+    sightings = sightings_of(page.items, seen)  # pure work, before the transaction
     with storage.writer(now) as w:
+        plan = plan_with_store(w, sightings)  # reads only: the write lock is taken below
         source_id = w.source(seed.rel, seed.size, seed.mtime_ns, sha256, "ok", None, len(page.items))
-        plan = plan_page(w, page.items, seen)
         w.save(plan, source_id)
     log.info("%s: %s page, %d items (%d new, %d updated)", seed.rel, page.layout,
              len(page.items), plan.new_items, plan.updated_items, extra={"path": seed.rel})
