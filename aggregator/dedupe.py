@@ -218,10 +218,14 @@ def decide(new: ParsedItem, candidates: list[KnownItem]) -> Match | None:
     return best
 
 
+def age_of(ref: int) -> tuple[bool, int]:
+    """Sorts oldest first; items new on the page being read (negative refs,
+    in page order) are younger than every stored one."""
+    return ref < 0, abs(ref)
+
+
 def age(known: KnownItem) -> tuple[bool, int]:
-    """Oldest first; items new on the page being read (negative ids, in page
-    order) are younger than every stored one."""
-    return known.id < 0, abs(known.id)
+    return age_of(known.id)
 
 
 RULE_STRENGTH = {"near-duplicate": 1, "contained-text": 2, "same-title": 3}
@@ -342,7 +346,7 @@ def related_ids(fp: Fingerprint, holders: Mapping[str, Collection[int]], exclude
     the sighting's, oldest first among equals: the few worth comparing.
     `holders` maps each topic key to the items known by it."""
     shared = Counter(ref for key in set(fp.topics) for ref in holders.get(key, ()) if ref != exclude)
-    ranked = sorted(shared.items(), key=lambda s: (-s[1], s[0] < 0, abs(s[0])))
+    ranked = sorted(shared.items(), key=lambda s: (-s[1], age_of(s[0])))
     return [ref for ref, _ in ranked[:limit]]
 
 
@@ -421,22 +425,22 @@ def plan_links(plan: PagePlan, sightings: Sequence[tuple[ParsedItem, Fingerprint
                related: Sequence[KnownItem]) -> tuple[tuple[int, int], ...]:
     """Pairs of refs that report one event, among the page's changed sightings,
     the stored items the store found by topic keys and the page's own items."""
+    texts = {k.id: (k.title, k.text) for k in related}
+    texts.update((item.ref, (item.title, item.text)) for item in plan.items)
     holders: dict[str, set[int]] = {}
     for known in related:
         for kind, value in known.keys:
             if kind == "topic":
                 holders.setdefault(value, set()).add(known.id)
     for ref, fp in plan.fingerprints:
-        for value in fp.topics:
-            holders.setdefault(value, set()).add(ref)
-    texts = {k.id: (k.title, k.text) for k in related}
-    for item in plan.items:
-        texts[item.ref] = (item.title, item.content or item.summary or "")
+        if ref in texts:  # an unchanged stored item is compared only if the store found it
+            for value in fp.topics:
+                holders.setdefault(value, set()).add(ref)
     links: set[tuple[int, int]] = set()
     for position in plan.linking:
         (item, fp), ref = sightings[position], plan.sightings[position][0]
         for other in related_ids(fp, holders, exclude=ref):
-            if other in texts and is_related(item.title, item.text, *texts[other]):
+            if is_related(item.title, item.text, *texts[other]):
                 links.add((min(ref, other), max(ref, other)))
     return tuple(sorted(links))
 

@@ -93,6 +93,10 @@ class PlannedItem:
     def is_new(self) -> bool:
         return self.ref < 0
 
+    @property
+    def text(self) -> str:
+        return self.content or self.summary or ""
+
 
 @dataclass(frozen=True)
 class PagePlan:
@@ -146,10 +150,9 @@ class StoredItem:
     related: tuple[tuple[str, str], ...] = ()  # (key, title) of related items
 
 
-class SourceFile(NamedTuple):
-    """What the store remembers of one seed file. A named tuple, not a
-    dataclass: a rescan builds one per file, and tuples build several times
-    faster."""
+@dataclass(frozen=True)
+class SourceFile:
+    """What the store remembers of one seed file."""
 
     path: str  # relative to the seed folder, with "/" separators
     size: int
@@ -163,7 +166,8 @@ class SourceFile(NamedTuple):
 
 class FileState(NamedTuple):
     """What a scan compares a seed file with: the part of SourceFile that says
-    whether it changed."""
+    whether it changed. A named tuple, not a dataclass: a rescan builds one
+    per file, and tuples build several times faster."""
 
     size: int
     mtime_ns: int
