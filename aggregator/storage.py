@@ -365,14 +365,10 @@ class Writer:
             .where(item_tags.c.item_id.in_(wanted))
         ):
             tag_keys.setdefault(item_id, set()).add(key)
-        items = items_table.c
-        rows = self.connection.execute(
-            select(items.id, items.guid, items.title, items.summary, items.content, items.published)
-            .where(items.id.in_(wanted)))
         return {row.id: KnownItem(*row, tag_keys=frozenset(tag_keys.get(row.id, ())),
                                   keys=frozenset(found[row.id][0]),
                                   simhashes=frozenset(found[row.id][1]))
-                for row in rows}
+                for row in self._known_rows(wanted)}
 
     def related_candidates(self, sightings: Sequence[tuple[str, Fingerprint]]) -> list[KnownItem]:
         """For each (headline, fingerprint), the stored items whose headlines
@@ -397,10 +393,15 @@ class Writer:
         if not close:
             return []
         found = _by_item(rows)
-        rows = self.connection.execute(
+        return [KnownItem(*row, keys=frozenset(found[row.id][0])) for row in self._known_rows(close)]
+
+    def _known_rows(self, ids: Sequence[int]):
+        """(id, guid, title, summary, content, published) of the items: what
+        KnownItem takes before the keys."""
+        items = items_table.c
+        return self.connection.execute(
             select(items.id, items.guid, items.title, items.summary, items.content, items.published)
-            .where(items.id.in_(close)))
-        return [KnownItem(*row, keys=frozenset(found[row.id][0])) for row in rows]
+            .where(items.id.in_(ids)))
 
     def taken_guids(self, guids: Sequence[str]) -> set[str]:
         if not guids:
@@ -659,7 +660,6 @@ class Storage:
     # --- sources ---------------------------------------------------------
 
     def sources(self) -> dict[str, SourceFile]:
-        # Core rows, not the ORM: a rescan reads this for every file.
         c = sources_table.c
         columns = (c.path, c.size, c.mtime_ns, c.sha256, c.status, c.reason, c.item_count, c.checked_at)
         with self._errors("read"), self.engine.connect() as connection:
