@@ -5,9 +5,10 @@ import shutil
 
 import sqlalchemy
 
-from aggregator.ingest import run_once, scan_file
+from aggregator import dedupe
+from aggregator.ingest import read_page, run_once, scan_file
 from aggregator.seeds import list_seed_files
-from aggregator.storage import Storage
+from aggregator.storage import KEYS_PER_QUERY, MAX_ITEMS_PER_KEY, Storage
 from conftest import both_databases, write_seed
 from test_parse import seed_page
 
@@ -215,3 +216,30 @@ def test_ignore_patterns_come_from_the_config(make_settings, clock, tmp_path):
         assert report.files_seen == 2 and len(store.all_items()) == 11
     finally:
         store.close()
+
+
+@both_databases
+def test_a_key_shared_by_many_items_reads_only_the_newest(storage, tmp_path, clock):
+    """A stock headline over 60 different stories: looking it up reads the 50
+    newest items only, and each story is still found by its own opening words
+    (the page has more keys than one lookup statement takes)."""
+    folder = tmp_path / "stock"
+    folder.mkdir()
+    count = MAX_ITEMS_PER_KEY + 10
+    blocks = [f"Daily briefing\n\nStory number {n} opens with its own words about event {n} and then "
+              f"goes on to tell what happened in place {n} … Read more" for n in range(count)]
+    write_seed(folder, "briefings.txt", "\n\n".join(blocks) + "\n")
+    report = run_once(storage, folder, clock=clock)
+    assert report.new_items == count
+    page = read_page((folder / "briefings.txt").read_bytes(), clock())
+    fps = [dedupe.fingerprint(item.title, item.text) for item in page.items]
+    assert len({key for fp in fps for key in dedupe.identity_keys(fp)}) > KEYS_PER_QUERY
+    probe = dedupe.fingerprint("Daily briefing", "Words no story on the page has ever used at all here.")
+    with storage.writer(clock()) as writer:
+        found = writer.candidates([probe])
+        newest = sorted(writer.candidates(fps))[-MAX_ITEMS_PER_KEY:]
+    assert sorted(found) == newest and len(found) == MAX_ITEMS_PER_KEY
+    shutil.copy(folder / "briefings.txt", folder / "again.txt")
+    report = run_once(storage, folder, clock=clock)
+    assert (report.files_changed, report.new_items) == (1, 0)
+    assert storage.item_count() == count
