@@ -33,17 +33,20 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    exists,
     bindparam,
     func,
     insert,
     select,
     text,
+    union,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import Subquery
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -108,13 +111,18 @@ class Base(DeclarativeBase):
     pass
 
 
+# An item's `published` is copied here, so a tag feed reads its newest items
+# as one index range, whatever the number of items the tag has: without it,
+# every item of the tag would be read and sorted for each first render.
 item_tags = Table(
     "item_tags",
     Base.metadata,
     Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
     Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
-    Index("ix_item_tags_tag", "tag_id", "item_id"),
+    Column("published", UTCDateTime, nullable=False),
 )
+# In feed order (newest first, then the earlier stored) so the range is read forwards.
+Index("ix_item_tags_newest", item_tags.c.tag_id, item_tags.c.published.desc(), item_tags.c.item_id)
 
 item_sources = Table(
     "item_sources",
@@ -309,6 +317,35 @@ def _newest_per_key(count: int) -> TextClause:
     return text(" UNION ALL ".join(part.format(n=n) for n in range(count)))
 
 
+def _tagged_page(slugs: Sequence[str], match_all: bool, limit: int, offset: int) -> Subquery:
+    """(item_id, published) of one page of the items carrying any (or all) of
+    the tags, in feed order. Each tag is read along its index in feed order
+    and no further than the page needs; for all of them, the first tag's
+    items are read in order and kept if they carry the others."""
+    tagged = item_tags.c
+
+    def newest(slug: str):
+        return (select(tagged.item_id, tagged.published)
+                .where(tagged.tag_id == select(tags_table.c.id).where(tags_table.c.slug == slug).scalar_subquery())
+                .order_by(tagged.published.desc(), tagged.item_id))
+
+    if match_all or len(slugs) == 1:
+        first, *others = slugs
+        query = newest(first)
+        for slug in others:
+            other = item_tags.alias()
+            query = query.where(exists().where(
+                other.c.item_id == tagged.item_id,
+                other.c.tag_id == select(tags_table.c.id).where(tags_table.c.slug == slug).scalar_subquery()))
+        return query.limit(limit).offset(offset).subquery()
+    # Any of them: the page lies within the first limit + offset of each tag.
+    parts = [newest(slug).limit(limit + offset).subquery() for slug in slugs]
+    either = union(*(select(part.c.item_id, part.c.published) for part in parts)).subquery()
+    return (select(either.c.item_id, either.c.published)
+            .order_by(either.c.published.desc(), either.c.item_id)
+            .limit(limit).offset(offset).subquery())
+
+
 def _by_item(rows) -> dict[int, tuple[set[tuple[str, str]], set[int | None]]]:
     """Fingerprint rows grouped by item: (its keys found, SimHashes of its band keys)."""
     found: dict[int, tuple[set[tuple[str, str]], set[int | None]]] = {}
@@ -443,8 +480,16 @@ class Writer:
                 [{"item_id": item.ref, "title": item.title, "summary": item.summary,
                   "content": item.content, "published": item.published, "updated": self.now}
                  for item in changed])
+            # Rows whose date is already right are left alone, not rewritten.
+            tagged = item_tags.c
+            self.connection.execute(
+                update(item_tags)
+                .where(tagged.item_id == bindparam("tagged_item"), tagged.published != bindparam("moved_to"))
+                .values(published=bindparam("moved_to")),
+                [{"tagged_item": item.ref, "moved_to": item.published} for item in changed])
         tag_ids = self._tag_ids([name for item in plan.items for name in item.new_tags])
-        self._insert_new(item_tags, [{"item_id": stored(item.ref), "tag_id": tag_ids[tag_key(name)]}
+        self._insert_new(item_tags, [{"item_id": stored(item.ref), "tag_id": tag_ids[tag_key(name)],
+                                      "published": item.published}
                                      for item in plan.items for name in item.new_tags])
         self._insert_new(fingerprints_table, [
             {"item_id": stored(ref), "kind": kind, "value": value,
@@ -751,25 +796,15 @@ class Storage:
     def newest_items(self, limit: int, offset: int = 0,
                      tag_slugs: Sequence[str] = (), match_all: bool = False) -> list[StoredItem]:
         """Items newest first; with tags, those carrying any (or all) of them."""
-        query = select(ItemRow)
         if tag_slugs:
-            tagged = (
-                select(item_tags.c.item_id)
-                .join(TagRow, TagRow.id == item_tags.c.tag_id)
-                .where(TagRow.slug.in_(tag_slugs))
-                .group_by(item_tags.c.item_id)
-            )
-            if match_all:
-                tagged = tagged.having(func.count() == len(set(tag_slugs)))
-            query = query.where(ItemRow.id.in_(tagged))
-        query = (
-            query.order_by(ItemRow.published.desc(), ItemRow.id.asc())
-            .limit(limit)
-            .offset(offset)
-            .options(*WHOLE_ITEM)
-        )
+            page = _tagged_page(sorted(set(tag_slugs)), match_all, limit, offset)
+            query = (select(ItemRow).join(page, page.c.item_id == ItemRow.id)
+                     .order_by(page.c.published.desc(), page.c.item_id))
+        else:
+            query = (select(ItemRow).order_by(ItemRow.published.desc(), ItemRow.id.asc())
+                     .limit(limit).offset(offset))
         with self._read() as session:
-            return [_stored(row) for row in session.scalars(query)]
+            return [_stored(row) for row in session.scalars(query.options(*WHOLE_ITEM))]
 
     def all_items(self) -> list[StoredItem]:
         with self._read() as session:

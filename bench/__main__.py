@@ -111,7 +111,8 @@ def prefill(database: Path, count: int) -> None:
                    NULL, strftime('%Y-%m-%d %H:%M:%f', '2025-01-01', printf('-%d minutes', n)),
                    '2025-01-01 00:00:00.000000', '2025-01-01 00:00:00.000000'
             FROM seq;
-        INSERT INTO item_tags (item_id, tag_id) SELECT 1000000 + n, 10000 + n % 20 FROM seq;
+        INSERT INTO item_tags (item_id, tag_id, published)
+            SELECT id, 10000 + (id - 1000000) % 20, published FROM items;
         CREATE TEMP TABLE kinds (kind TEXT, bytes INTEGER, banded INTEGER);
         INSERT INTO kinds VALUES ('title', 16, 0), ('lead', 16, 0), ('band0', 2, 1), ('band1', 2, 1),
             ('band2', 2, 1), ('band3', 2, 1), ('topic', 8, 0), ('topic', 8, 0), ('topic', 8, 0),

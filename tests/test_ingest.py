@@ -243,3 +243,39 @@ def test_a_key_shared_by_many_items_reads_only_the_newest(storage, tmp_path, clo
     report = run_once(storage, folder, clock=clock)
     assert (report.files_changed, report.new_items) == (1, 0)
     assert storage.item_count() == count
+
+
+def tag_feed(storage, slugs, match_all=False, page_size=100):
+    """A tag feed's guids, read page by page."""
+    guids, offset = [], 0
+    while page := storage.newest_items(page_size, offset, slugs, match_all):
+        guids += [item.guid for item in page]
+        offset += page_size
+    return guids
+
+
+def expected_feed(storage, slugs, match_all=False):
+    """The same feed worked out from every item in feed order."""
+    wanted = set(slugs)
+    test = wanted.issubset if match_all else wanted.intersection
+    return [item.guid for item in storage.all_items() if test({tag.slug for tag in item.tags})]
+
+
+@both_databases
+def test_tag_feeds_follow_an_item_whose_date_moves_earlier(storage, settings, clock):
+    scan(storage, settings, clock)
+    newest = storage.newest_items(1, 0, ("idlib",))[0]
+    page = write_seed(settings.seeds_dir, "early_copy.txt",
+                      f"Contents tagged with Idlib\n\n  • {newest.title}\n\n    {newest.summary}\n")
+    earlier = newest.published.replace(year=newest.published.year - 1)
+    os.utime(page, (earlier.timestamp(), earlier.timestamp()))
+    report = scan(storage, settings, clock)
+    assert (report.new_items, report.updated_items) == (0, 1)
+    [moved] = [item for item in storage.all_items() if item.guid == newest.guid]
+    assert moved.published == earlier
+    idlib = tag_feed(storage, ("idlib",))
+    assert idlib[-1] == newest.guid and len(idlib) == 10
+    for slugs, match_all in [(("idlib",), False), (("assad",), False),
+                             (("assad", "idlib"), False), (("assad", "idlib"), True)]:
+        for page_size in (3, 100):
+            assert tag_feed(storage, slugs, match_all, page_size) == expected_feed(storage, slugs, match_all)

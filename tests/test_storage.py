@@ -15,9 +15,22 @@ def test_sqlite_schema_is_created_and_upgraded_on_open(tmp_path):
     url = f"sqlite:///{tmp_path / 'new.db'}"
     storage = Storage(url)
     current, head = storage.schema_revisions()
-    assert current == head == "0002"
+    assert current == head == "0003"
     assert storage.data_version() == 0
     storage.close()
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return {column["name"] for column in sqlalchemy.inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def _tag_feeds(storage: Storage) -> dict[str, list[str]]:
+    return {tag.slug: [item.guid for item in storage.newest_items(100, 0, (tag.slug,))]
+            for tag, _count in storage.tags()}
 
 
 def test_an_older_sqlite_schema_is_upgraded_keeping_its_items(tmp_path, seed_dir, clock):
@@ -30,19 +43,36 @@ def test_an_older_sqlite_schema_is_upgraded_keeping_its_items(tmp_path, seed_dir
     storage = Storage(url)
     run_once(storage, seed_dir, clock=clock)
     before = {item.guid for item in storage.all_items()}
+    feeds = _tag_feeds(storage)
     with storage.engine.begin() as connection:  # back to the first schema, as an old install has it
         command.downgrade(_alembic(connection), "0001")
     storage.close()
-    assert "simhash" not in {c["name"] for c in sqlalchemy.inspect(sqlalchemy.create_engine(url)).get_columns("fingerprints")}
+    assert "simhash" not in _columns(url, "fingerprints")
+    assert "published" not in _columns(url, "item_tags")
     storage = Storage(url)
     try:
-        assert storage.schema_revisions() == ("0002", "0002")
+        assert storage.schema_revisions() == ("0003", "0003")
         assert {item.guid for item in storage.all_items()} == before
+        assert _tag_feeds(storage) == feeds  # every tag's dates filled in from its items
         (seed_dir / "copy.txt").write_bytes(next(seed_dir.glob("000_*")).read_bytes())
         report = run_once(storage, seed_dir, clock=clock)
         assert report.files_changed == 1 and report.new_items == 0  # found again by its old keys
     finally:
         storage.close()
+
+
+@both_databases
+def test_the_migrated_schema_is_the_one_the_code_declares(storage):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from aggregator.storage import Base
+
+    with storage.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        indexes = {index["name"] for index in sqlalchemy.inspect(connection).get_indexes("item_tags")}
+    assert "ix_item_tags_newest" in indexes
 
 
 def test_a_schema_newer_than_known_is_refused(tmp_path):
@@ -70,7 +100,7 @@ def test_postgresql_waits_for_db_upgrade(postgres_url, tmp_path):
     check = db("check")
     assert check.returncode == 1 and "run `aggregator db upgrade`" in check.stderr
     upgrade = db("upgrade")
-    assert upgrade.returncode == 0 and upgrade.stdout == "database schema: 0002 (this aggregator: 0002)\n"
+    assert upgrade.returncode == 0 and upgrade.stdout == "database schema: 0003 (this aggregator: 0003)\n"
     assert db("check").returncode == 0
     Storage(postgres_url).close()
 
