@@ -135,7 +135,7 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
         ):
             continue  # unchanged; a file that could not be read is tried again
         try:
-            known_sha = previous.sha256 if previous and previous.status != "failed" else None
+            known_sha = storage.content_hash(seed.rel) if previous and previous.status != "failed" else None
             result = scan_file(storage, seed, known_sha, clock)
         except AggregatorError as error:
             # The store refused this file (locked, full …): nothing of it was

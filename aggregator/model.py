@@ -171,7 +171,6 @@ class FileState(NamedTuple):
 
     size: int
     mtime_ns: int
-    sha256: str
     status: str
 
 

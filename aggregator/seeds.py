@@ -6,6 +6,7 @@ import codecs
 import fnmatch
 import functools
 import hashlib
+import operator
 import os
 import re
 import stat
@@ -74,7 +75,8 @@ def list_seed_files(folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE) -> l
                 found.append(SeedFile(entry.path, prefix + entry.name, info.st_size, info.st_mtime_ns))
             elif stat.S_ISDIR(info.st_mode):
                 pending.append((entry.path, f"{prefix}{entry.name}/"))
-    return sorted(found, key=lambda f: f.rel)
+    found.sort(key=operator.itemgetter(1))  # by rel
+    return found
 
 
 def content_hash(data: bytes) -> str:
