@@ -142,8 +142,13 @@ def is_candidate(fp: Fingerprint, keys: AbstractSet[tuple[str, str]],
         return True
     if not shared:
         return False
-    return any(other is None or hamming(fp.simhash, other) <= MAX_SIMHASH_DISTANCE
-               for other in simhashes)
+    return any(is_close(fp, other) for other in simhashes)
+
+
+def is_close(fp: Fingerprint, simhash: int | None) -> bool:
+    """Is a text with this SimHash close enough to the fingerprinted one to
+    compare them (unknown: it may be)."""
+    return simhash is None or hamming(fp.simhash, simhash) <= MAX_SIMHASH_DISTANCE
 
 
 def fingerprint(title: str, text: str) -> Fingerprint:

@@ -64,6 +64,7 @@ from aggregator.dedupe import (
     headlines_related,
     identity_keys,
     is_candidate,
+    is_close,
     related_ids,
     tag_key,
     tag_slug,
@@ -390,7 +391,12 @@ class Writer:
         for fp in fps:
             for key in identity_keys(fp):
                 by_key.setdefault(key, []).append(fp)
-        found = _by_item(self._matching(set(by_key), MAX_ITEMS_PER_KEY))
+        # A band shared with a distant text is chance, more common the larger
+        # the store: such rows are dropped before anything else looks at them.
+        rows = [row for row in self._matching(set(by_key), MAX_ITEMS_PER_KEY)
+                if not row[0].startswith("band")
+                or any(is_close(fp, _unsigned(row[3])) for fp in by_key[row[0], row[1]])]
+        found = _by_item(rows)
         wanted = [item_id for item_id, (keys, simhashes) in found.items()
                   if any(is_candidate(fp, keys, simhashes) for key in keys for fp in by_key[key])]
         if not wanted:
