@@ -351,7 +351,10 @@ def _by_item(rows) -> dict[int, tuple[set[tuple[str, str]], set[int | None]]]:
     """Fingerprint rows grouped by item: (its keys found, SimHashes of its band keys)."""
     found: dict[int, tuple[set[tuple[str, str]], set[int | None]]] = {}
     for kind, value, item_id, simhash in rows:
-        keys, simhashes = found.setdefault(item_id, (set(), set()))
+        entry = found.get(item_id)
+        if entry is None:  # not setdefault: it would build two sets for every row
+            entry = found[item_id] = (set(), set())
+        keys, simhashes = entry
         keys.add((kind, value))
         if kind.startswith("band"):
             simhashes.add(_unsigned(simhash))
@@ -435,8 +438,11 @@ class Writer:
                  if any(headlines_related(title, stored) for title in wanted[item_id])]
         if not close:
             return []
-        found = _by_item(rows)
-        return [KnownItem(*row, keys=frozenset(found[row.id][0])) for row in self._known_rows(close)]
+        topics: dict[int, set[tuple[str, str]]] = {item_id: set() for item_id in close}
+        for kind, value, item_id, _ in rows:
+            if item_id in topics:
+                topics[item_id].add((kind, value))
+        return [KnownItem(*row, keys=frozenset(topics[row.id])) for row in self._known_rows(close)]
 
     def _known_rows(self, ids: Sequence[int]):
         """(id, guid, title, summary, content, published) of the items: what
