@@ -236,18 +236,19 @@ def serving(work: Path, big_store: Path, requests: int) -> dict:
         try:
             asyncio.run(load(f"{bare_base}/feeds/all.atom", 200))  # warm up both
             asyncio.run(load(f"{base}/feeds/all.atom", 200))
-            floor_rps, _ = asyncio.run(load(f"{bare_base}/feeds/all.atom", requests))
-            service_rps, _ = asyncio.run(load(f"{base}/feeds/all.atom", requests))
             etag = asyncio.run(_etag(f"{base}/feeds/all.atom"))
-            floor_304, _ = asyncio.run(load(f"{bare_base}/feeds/all.atom", requests))
-            service_304, _ = asyncio.run(load(f"{base}/feeds/all.atom", requests, headers={"If-None-Match": etag}))
+            # The floor for 304s is the bare handler's full answer: a 304 should not cost more.
+            floor_rps, service_rps, service_304 = best_rates([
+                (f"{bare_base}/feeds/all.atom", None),
+                (f"{base}/feeds/all.atom", None),
+                (f"{base}/feeds/all.atom", {"If-None-Match": etag}),
+            ], requests)
         finally:
             bare.terminate()
             bare.wait()
     finally:
         service.terminate()
         service.wait()
-    # The floor for 304s is the bare handler's full answer: a 304 should not cost more.
     big_config = write_config(work, "big", big_store, work / "empty-seeds")
     (work / "empty-seeds").mkdir(exist_ok=True)
     big, big_base = start_server("service", str(big_config))
@@ -258,8 +259,18 @@ def serving(work: Path, big_store: Path, requests: int) -> dict:
         big.terminate()
         big.wait()
     return {"serve_rps": service_rps, "serve_floor_rps": floor_rps, "serve_ratio": service_rps / floor_rps,
-            "serve_304_rps": service_304, "serve_304_ratio": service_304 / floor_304,
+            "serve_304_rps": service_304, "serve_304_ratio": service_304 / floor_rps,
             "first_render_ms": first_ms, "peak_rss_mb": rss}
+
+
+def best_rates(targets: list[tuple[str, dict | None]], requests: int, rounds: int = 3) -> list[float]:
+    """The best requests/s of each (url, headers), taking them in turn round
+    after round, so a busy moment of the machine falls on all alike."""
+    best = [0.0] * len(targets)
+    for _ in range(rounds):
+        for n, (url, headers) in enumerate(targets):
+            best[n] = max(best[n], asyncio.run(load(url, requests, headers=headers))[0])
+    return best
 
 
 async def _fetch(url: str) -> bytes:
