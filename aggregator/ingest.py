@@ -15,9 +15,9 @@ from pathlib import Path
 
 from aggregator import dedupe
 from aggregator.errors import AggregatorError, SeedError
-from aggregator.model import FileResult, Fingerprint, PagePlan, ParsedItem, PlannedItem, ScanReport
+from aggregator.model import FileResult, FileState, Fingerprint, PagePlan, ParsedItem, PlannedItem, ScanReport
 from aggregator.parse import clean_text, parse_page
-from aggregator.seeds import DEFAULT_IGNORE, SeedFile, content_hash, decode, list_seed_files
+from aggregator.seeds import DEFAULT_IGNORE, SeedFile, by_name, content_hash, decode, seed_files
 from aggregator.storage import Storage, Writer
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,17 @@ def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Cl
     return ingest_file(storage, seed, data, sha256, clock())
 
 
+def is_settled(previous: FileState | None) -> bool:
+    """Was the file read as it is? One that could not be read is tried again,
+    and one that was gone and came back is read again, so its status is its
+    own once more."""
+    return previous is not None and previous.status not in ("failed", "missing")
+
+
+def is_unchanged(previous: FileState | None, seed: SeedFile) -> bool:
+    return is_settled(previous) and previous.size == seed.size and previous.mtime_ns == seed.mtime_ns
+
+
 def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE,
              clock: Clock = utc_now, settle_seconds: float = 0.0,
              stopping: Callable[[], bool] = lambda: False) -> ScanReport:
@@ -116,26 +127,27 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
     `stopping` is asked between files, so a shutdown waits for one file only."""
     started = clock()
     known = storage.file_states()
-    seeds = list_seed_files(folder, ignore)
-    results: list[FileResult] = []
     now_ns = time.time_ns()
     settled_before = now_ns - int(settle_seconds * 1e9)
+    present: set[str] = set()
+    changed: list[SeedFile] = []
     deferred = 0
-    for seed in seeds:
-        if stopping():
-            break
+    # Unchanged files are passed over as they are listed: on a rescan of tens
+    # of thousands of files, nothing is kept of them but their names.
+    for seed in seed_files(folder, ignore):
+        present.add(seed.rel)
         # Only a recent mtime means "still being written"; one in the future
         # (a clock that was ahead) would otherwise defer the file forever.
         if settled_before < seed.mtime_ns <= now_ns:
             deferred += 1
-            continue
-        previous = known.get(seed.rel)
-        if previous and previous.status != "failed" and (
-            (previous.size, previous.mtime_ns) == (seed.size, seed.mtime_ns)
-        ):
-            continue  # unchanged; a file that could not be read is tried again
+        elif not is_unchanged(known.get(seed.rel), seed):
+            changed.append(seed)
+    results: list[FileResult] = []
+    for seed in by_name(changed):
+        if stopping():
+            break
         try:
-            known_sha = storage.content_hash(seed.rel) if previous and previous.status != "failed" else None
+            known_sha = storage.content_hash(seed.rel) if is_settled(known.get(seed.rel)) else None
             result = scan_file(storage, seed, known_sha, clock)
         except AggregatorError as error:
             # The store refused this file (locked, full …): nothing of it was
@@ -147,8 +159,7 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
             result = FileResult(seed.rel, "failed", f"unexpected error: {error!r}")
         if result is not None:
             results.append(result)
-    present = {seed.rel for seed in seeds}
     gone = [path for path, src in known.items() if path not in present and src.status != "missing"]
     storage.mark_missing(gone, clock())
-    return ScanReport(started=started, finished=clock(), files_seen=len(seeds),
+    return ScanReport(started=started, finished=clock(), files_seen=len(present),
                       files=tuple(results), missing=len(gone), deferred=deferred)

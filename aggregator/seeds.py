@@ -10,6 +10,7 @@ import operator
 import os
 import re
 import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -52,10 +53,9 @@ def is_ignored(name: str, patterns: tuple[str, ...]) -> bool:
     return pattern is not None and pattern.match(name) is not None
 
 
-def list_seed_files(folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE) -> list[SeedFile]:
-    """Regular files below the folder, sorted by name. Links are not followed:
-    nothing outside the folder is ever read."""
-    found: list[SeedFile] = []
+def seed_files(folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE) -> Iterator[SeedFile]:
+    """Regular files below the folder, in the order the folder lists them.
+    Links are not followed: nothing outside the folder is ever read."""
     pending = [(str(folder), "")]  # (folder, its name relative to the seed folder with a "/")
     ignored = _ignore_pattern(ignore)
     while pending:
@@ -72,11 +72,13 @@ def list_seed_files(folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE) -> l
             except OSError:
                 continue
             if stat.S_ISREG(info.st_mode):
-                found.append(SeedFile(entry.path, prefix + entry.name, info.st_size, info.st_mtime_ns))
+                yield SeedFile(entry.path, prefix + entry.name, info.st_size, info.st_mtime_ns)
             elif stat.S_ISDIR(info.st_mode):
                 pending.append((entry.path, f"{prefix}{entry.name}/"))
-    found.sort(key=operator.itemgetter(1))  # by rel
-    return found
+
+
+def by_name(seeds: Iterable[SeedFile]) -> list[SeedFile]:
+    return sorted(seeds, key=operator.itemgetter(1))  # by rel
 
 
 def content_hash(data: bytes) -> str:

@@ -7,7 +7,7 @@ import sqlalchemy
 
 from aggregator import dedupe
 from aggregator.ingest import read_page, run_once, scan_file
-from aggregator.seeds import list_seed_files
+from aggregator.seeds import seed_files
 from aggregator.storage import KEYS_PER_QUERY, MAX_ITEMS_PER_KEY, Storage
 from conftest import both_databases, write_seed
 from test_parse import seed_page
@@ -27,6 +27,7 @@ def test_shipped_seeds_give_30_items_with_tags(storage, settings, clock):
     report = scan(storage, settings, clock)
     assert (report.files_seen, report.files_changed, len(report.files_failed)) == (5, 5, 0)
     assert sum(f.parsed_items for f in report.files) == 31
+    assert [f.path for f in report.files] == sorted(path.name for path in settings.seeds_dir.iterdir())
     assert (report.new_items, report.updated_items) == (30, 1)
     items = storage.all_items()
     assert len(items) == 30
@@ -92,6 +93,20 @@ def test_deleted_file_keeps_its_items(storage, settings, clock):
     assert report.missing == 1
     assert ids_by_title(storage) == before
     assert storage.sources()["001_467ccc5a45811305.txt"].status == "missing"
+
+
+@both_databases
+def test_a_file_that_comes_back_unchanged_is_seen_again(storage, settings, clock, tmp_path):
+    scan(storage, settings, clock)
+    before = ids_by_title(storage)
+    path = next(settings.seeds_dir.glob("001_*"))
+    away = path.rename(tmp_path / path.name)  # a rename keeps its size and mtime
+    assert scan(storage, settings, clock).missing == 1
+    away.rename(path)
+    report = scan(storage, settings, clock)
+    assert (report.files_changed, report.new_items, report.updated_items) == (1, 0, 0)
+    assert storage.sources()[path.name].status == "ok"
+    assert ids_by_title(storage) == before
 
 
 @both_databases
@@ -165,7 +180,7 @@ def test_a_good_file_turning_bad_loses_nothing(storage, settings, clock):
 @both_databases
 def test_file_vanishing_before_it_is_read_fails_then_recovers(storage, settings, clock):
     path = write_seed(settings.seeds_dir, "late.txt", "A late title\n\nThe body of a late story.")
-    [seed] = [s for s in list_seed_files(settings.seeds_dir) if s.rel == "late.txt"]
+    [seed] = [s for s in seed_files(settings.seeds_dir) if s.rel == "late.txt"]
     moved = path.rename(settings.seeds_dir.parent / "late.txt")
     result = scan_file(storage, seed, None, clock)
     assert result.status == "failed" and result.reason.startswith("cannot read file")
