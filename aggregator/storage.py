@@ -11,6 +11,7 @@ import fcntl
 import functools
 import logging
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -245,6 +246,44 @@ class StateRow(Base):
     value: Mapped[int] = mapped_column(BigInteger)
 
 
+# The writer checkpoints itself past this many log pages (200 MB): only a
+# checkpoint with nothing written after it lets the log start over, and while
+# an ingest runs that is the writer's own. A log that grows slows every read a
+# little, so the limit is not larger.
+WAL_PAGES_MAX = 50_000
+WAL_BYTES_KEPT = 64 * 1024 * 1024  # what a log shrinks back to when it starts over
+CHECKPOINT_SECONDS = 1.0
+
+
+class Checkpointer:
+    """Copies an SQLite store's write-ahead log back into the database file on
+    a thread of its own. Done by the writing thread, a checkpoint waits for
+    the disk to write back every index page the log holds, and at a million
+    items those lie all over the file: a quarter of the ingest's time went
+    there. Here the ingest goes on writing while the disk works, and the
+    writer's own checkpoints find most pages already copied. PASSIVE: it never
+    waits for, nor blocks, a reader or the writer."""
+
+    def __init__(self, engine: Engine, seconds: float = CHECKPOINT_SECONDS):
+        self._engine = engine
+        self._seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._seconds):
+            try:
+                with self._engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+            except SQLAlchemyError as error:  # the writer's own checkpoints still bound the log
+                log.warning("WAL checkpoint failed: %s", str(getattr(error, "orig", error)).splitlines()[0])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the server read while the ingester writes.
@@ -252,11 +291,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
-    # Ingest writes keys all over large indexes: a bigger page cache and fewer,
-    # larger WAL checkpoints (each one syncs the file) keep a store of millions
-    # of items as fast to write to as a small one.
+    # Ingest writes keys all over large indexes: a bigger page cache helps, and
+    # the log is copied back into the file mostly by the Checkpointer's thread.
     cursor.execute("PRAGMA cache_size=-32768")
-    cursor.execute("PRAGMA wal_autocheckpoint=10000")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES_MAX}")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_BYTES_KEPT}")
     cursor.close()
 
 
@@ -610,6 +649,8 @@ class Storage:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._checkpointer: Checkpointer | None = None
+        self._checkpointer_lock = threading.Lock()
         if migrate is None:
             migrate = self.engine.dialect.name == "sqlite"
         try:
@@ -651,7 +692,20 @@ class Storage:
                                "knows; upgrade aggregator")
 
     def close(self) -> None:
+        with self._checkpointer_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
         self.engine.dispose()
+
+    def _start_checkpointer(self) -> None:
+        """A store that is written to gets its checkpointer (SQLite files only:
+        PostgreSQL checkpoints on its own; readers never need one)."""
+        if self._checkpointer is not None or self.engine.dialect.name != "sqlite":
+            return
+        with self._checkpointer_lock:
+            if self._checkpointer is None and self.engine.url.database not in (None, "", ":memory:"):
+                self._checkpointer = Checkpointer(self.engine)
 
     def ingest_lock(self) -> IngestLock:
         """Become the database's only ingester, or raise StorageError saying who is."""
@@ -707,6 +761,7 @@ class Storage:
     @contextlib.contextmanager
     def writer(self, now: datetime) -> Iterator[Writer]:
         """One transaction: everything written inside lands together or not at all."""
+        self._start_checkpointer()
         with self._errors("write"), self.engine.begin() as connection:
             writer = Writer(connection, now)
             yield writer

@@ -75,6 +75,39 @@ def test_the_migrated_schema_is_the_one_the_code_declares(storage):
     assert "ix_item_tags_newest" in indexes
 
 
+def test_a_written_sqlite_store_copies_its_log_into_the_file_on_a_thread(tmp_path, seed_dir, clock):
+    import shutil
+    import threading
+    import time
+
+    from aggregator.ingest import run_once
+
+    database = tmp_path / "store.db"
+    storage = Storage(f"sqlite:///{database}")
+    try:
+        assert "sqlite-checkpoint" not in {t.name for t in threading.enumerate()}  # nothing written yet
+        report = run_once(storage, seed_dir, clock=clock)
+        copy = tmp_path / "file-only.db"
+        deadline = time.monotonic() + 10
+        while True:  # the main file alone, without its log, holds what was written
+            shutil.copy(database, copy)
+            engine = sqlalchemy.create_engine(f"sqlite:///{copy}")
+            try:
+                with engine.connect() as connection:
+                    count = connection.exec_driver_sql("SELECT count(*) FROM items").scalar()
+            except sqlalchemy.exc.OperationalError:
+                count = 0  # not even the tables yet
+            finally:
+                engine.dispose()
+            if count == report.new_items or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert count == report.new_items == 30
+    finally:
+        storage.close()
+    assert "sqlite-checkpoint" not in {t.name for t in threading.enumerate()}
+
+
 def test_a_schema_newer_than_known_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'future.db'}"
     Storage(url).close()
