@@ -64,7 +64,6 @@ from aggregator.dedupe import (
     guid_key,
     headlines_related,
     identity_keys,
-    is_candidate,
     is_close,
     related_ids,
     tag_key,
@@ -434,13 +433,14 @@ class Writer:
             for key in identity_keys(fp):
                 by_key.setdefault(key, []).append(fp)
         # A band shared with a distant text is chance, more common the larger
-        # the store: such rows are dropped before anything else looks at them.
+        # the store: such rows are dropped as they are read. Every item left
+        # shares a title or opening words with one of the texts, or a band
+        # with one close to it: a candidate (`is_candidate`) for that text.
         rows = [row for row in self._matching(set(by_key), MAX_ITEMS_PER_KEY)
                 if not row[0].startswith("band")
                 or any(is_close(fp, _unsigned(row[3])) for fp in by_key[row[0], row[1]])]
         found = _by_item(rows)
-        wanted = [item_id for item_id, (keys, simhashes) in found.items()
-                  if any(is_candidate(fp, keys, simhashes) for key in keys for fp in by_key[key])]
+        wanted = list(found)
         if not wanted:
             return {}
         tag_keys: dict[int, set[str]] = {}
