@@ -109,6 +109,23 @@ def resolve_tags(storage: Storage, names: tuple[str, ...]) -> list[Tag]:
     return tags
 
 
+def split_tags(raw: str) -> tuple[tuple[str, ...], bool]:
+    """"a,b" → items with all of the tags; "a+b" → with any of them."""
+    if "," in raw:
+        return tuple(raw.split(",")), True
+    return tuple(raw.split("+")), False
+
+
+def resolve_spec(storage: Storage, fmt: str, raw_tags: str) -> FeedSpec:
+    """The feed a tag address asks for, by tag slugs, whatever names or case
+    it was given in. NotFound for a tag the store does not have."""
+    names, match_all = split_tags(raw_tags)
+    if len(names) > 1 and storage.find_tag(raw_tags):
+        names, match_all = (raw_tags,), False  # a tag whose name holds "+" or ","
+    slugs = tuple(tag.slug for tag in resolve_tags(storage, names))
+    return FeedSpec(fmt, slugs, match_all and len(slugs) > 1)
+
+
 def rendered(body: bytes, last_modified: datetime, content_type: str) -> RenderedFeed:
     return RenderedFeed(
         body=body,

@@ -25,7 +25,7 @@ from aggregator.config import Settings
 from aggregator.errors import AggregatorError, BadRequest, NotFound
 from aggregator.ingest import Clock, utc_now
 from aggregator.model import ScanReport
-from aggregator.publish import FeedSpec, RenderedFeed, render_feed, render_subscriptions
+from aggregator.publish import FeedSpec, RenderedFeed, render_feed, render_subscriptions, resolve_spec
 from aggregator.metrics import Metrics
 from aggregator.render import FORMATS, text_to_html
 from aggregator.scheduler import Ingester, reschedule, start_scheduler, watch
@@ -60,12 +60,13 @@ def settings_of(app: web.Application) -> Settings:
 
 @dataclass
 class FeedCache:
-    """Rendered feeds by (spec, limit, page), dropped whole when the data changes.
+    """Rendered feeds by (spec, limit, page), and the feeds tag addresses
+    resolve to, dropped whole when the data changes.
 
     The generation guards against a render that started before a change
     landing in the cache after it."""
 
-    entries: dict[Hashable, RenderedFeed] = field(default_factory=dict)
+    entries: dict[Hashable, Any] = field(default_factory=dict)
     generation: int = 0
     hits: int = 0
     misses: int = 0
@@ -80,12 +81,12 @@ class FeedCache:
         for key, feed in feeds.items():
             self.put(key, feed)
 
-    def put(self, key: Hashable, feed: RenderedFeed) -> None:
+    def put(self, key: Hashable, value: Any) -> None:
         # Bounded: every ?limit= and ?page= is its own entry, and a months-long
         # process must not grow with what clients ask for. Oldest goes first.
         if len(self.entries) >= MAX_CACHED_FEEDS:
             del self.entries[next(iter(self.entries))]
-        self.entries[key] = feed
+        self.entries[key] = value
 
 
 async def in_thread(func: Callable[..., Any], *args: Any) -> Any:
@@ -137,25 +138,11 @@ def parse_number(request: web.Request, name: str, default: int, cap: int | None 
     return int(raw)
 
 
-def split_tags(raw: str) -> tuple[tuple[str, ...], bool]:
-    """"a,b" → items with all of the tags; "a+b" → with any of them."""
-    if "," in raw:
-        return tuple(raw.split(",")), True
-    return tuple(raw.split("+")), False
-
-
 async def canonical_spec(request: web.Request, fmt: str, raw_tags: str) -> FeedSpec:
-    storage = request.app[STORAGE]
-    names, match_all = split_tags(raw_tags)
-    if len(names) > 1 and await in_thread(storage.find_tag, raw_tags):
-        names, match_all = (raw_tags,), False  # a tag whose name holds "+" or ","
-    slugs = []
-    for name in names:
-        tag = await in_thread(storage.find_tag, name)
-        if tag is None:
-            raise NotFound(f"no tag {name!r}")
-        slugs.append(tag.slug)
-    spec = FeedSpec(fmt, tuple(slugs), match_all and len(slugs) > 1)
+    # Kept with the rendered feeds: a cached tag feed, and its 304, is then
+    # answered without reading the store.
+    spec = await from_cache(request.app[CACHE], ("spec", fmt, raw_tags),
+                            partial(resolve_spec, request.app[STORAGE], fmt, raw_tags))
     if spec.path != request.path:
         # Display names and odd case work, but each feed has one address.
         location = spec.path + (f"?{request.query_string}" if request.query_string else "")
@@ -180,19 +167,25 @@ def accepts_gzip(request: web.Request) -> bool:
     return False
 
 
+async def from_cache(cache: FeedCache, key: Hashable, make: Callable[[], Any]) -> Any:
+    """What the cache holds under the key, or made now in a worker thread."""
+    value = cache.entries.get(key)
+    if value is None:
+        generation = cache.generation
+        value = await in_thread(make)
+        if generation == cache.generation:
+            cache.put(key, value)
+    return value
+
+
 async def cached(request: web.Request, key: Hashable, render: Callable[[], RenderedFeed]) -> RenderedFeed:
     """Rendered bytes from the cache, or rendered now in a worker thread."""
     cache = request.app[CACHE]
-    feed = cache.entries.get(key)
-    if feed is not None:
+    if key in cache.entries:
         cache.hits += 1
-        return feed
-    cache.misses += 1
-    generation = cache.generation
-    feed = await in_thread(render)
-    if generation == cache.generation:
-        cache.put(key, feed)
-    return feed
+    else:
+        cache.misses += 1
+    return await from_cache(cache, key, render)
 
 
 def respond(request: web.Request, feed: RenderedFeed) -> web.Response:

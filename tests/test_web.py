@@ -340,3 +340,18 @@ async def test_the_feed_cache_stays_bounded(client):
     await client.get("/feeds/all.rss?limit=7")
     assert len(cache.entries) == MAX_CACHED_FEEDS
     assert oldest not in cache.entries and list(cache.entries)[-1][1:] == (7, 1)
+
+
+async def test_a_cached_tag_feed_and_its_304_do_not_read_the_store(client, storage):
+    import sqlalchemy
+
+    first = await client.get("/feeds/tags/idlib.atom")
+    etag = first.headers["ETag"]
+    with storage.engine.begin() as connection:  # tags can no longer be looked up
+        connection.execute(sqlalchemy.text("ALTER TABLE tags RENAME TO tags_away"))
+    again = await client.get("/feeds/tags/idlib.atom")
+    assert again.status == 200 and await again.read() == await first.read()
+    unchanged = await client.get("/feeds/tags/idlib.atom", headers={"If-None-Match": etag})
+    assert unchanged.status == 304
+    uncached = await client.get("/feeds/tags/assad.atom")  # never asked for: needs the store
+    assert uncached.status == 503
