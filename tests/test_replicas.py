@@ -38,7 +38,8 @@ def test_replicas_serve_new_items_with_the_same_bytes(postgres_url, tmp_path, se
         assert "another aggregator is already ingesting into this database" in extra.stderr
 
         write_seed(seed_dir, "060_replicated.txt", TAG_PAGE.format(title="Seen by every replica"), minute=0)
-        for _, base in replicas:
+        # The ingester too: it serves its new feeds once it has rendered them all.
+        for base in [ingester.base] + [b for _, b in replicas]:
             assert wait_for(lambda: b"Seen by every replica" in get(f"{base}/feeds/tags/idlib.atom"), 2.0)
         bodies = {get(f"{base}/feeds/tags/idlib.atom") for base in [ingester.base] + [b for _, b in replicas]}
         assert len(bodies) == 1
