@@ -21,7 +21,7 @@ from aggregator import __version__, daemon
 from aggregator.config import Settings, config_path, describe, load_settings
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.ingest import run_once
-from aggregator.model import ScanReport, StoredItem
+from aggregator.model import FileStatus, ScanReport, StoredItem
 from aggregator.publish import export_feeds
 from aggregator.daemon import JsonFormatter
 from aggregator.storage import Storage
@@ -60,11 +60,8 @@ def item_json(item: StoredItem) -> dict[str, Any]:
 
 
 def from_store(settings: Settings, read: Callable[[Storage], T]) -> T:
-    storage = Storage(settings.database_url)
-    try:
+    with Storage(settings.database_url) as storage:
         return read(storage)
-    finally:
-        storage.close()
 
 
 def print_report(report: ScanReport) -> None:
@@ -186,17 +183,10 @@ def cmd_systemd_unit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    storage = Storage(settings.database_url)
-    try:
-        lock = storage.ingest_lock()
-        try:
-            report = run_once(storage, settings.seeds_dir, settings.seeds_ignore)
-            if report.changed_data or not settings.feeds_export_dir.exists():
-                export_feeds(storage, settings)
-        finally:
-            lock.release()
-    finally:
-        storage.close()
+    with Storage(settings.database_url) as storage, storage.ingest_lock():
+        report = run_once(storage, settings.seeds_dir, settings.seeds_ignore)
+        if report.changed_data or not settings.feeds_export_dir.exists():
+            export_feeds(storage, settings)
     print_report(report)
     return 0
 
@@ -234,7 +224,7 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
         ], ensure_ascii=False, indent=2))
         return 0
     for source in sources.values():
-        detail = f"{source.item_count} items" if source.status == "ok" else source.reason
+        detail = f"{source.item_count} items" if source.status == FileStatus.OK else source.reason
         print(f"{source.status}\t{source.path}\t{detail}")
     return 0
 
@@ -255,11 +245,8 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
-    storage = Storage(settings.database_url, migrate=args.action == "upgrade")
-    try:
+    with Storage(settings.database_url, migrate=args.action == "upgrade") as storage:
         current, head = storage.schema_revisions()
-    finally:
-        storage.close()
     print(f"database schema: {current} (this aggregator: {head})")
     return 0
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
-from aggregator.errors import ConfigError
+from aggregator.errors import ConfigError, StorageError
 from aggregator.seeds import DEFAULT_IGNORE
+from aggregator.storage.engine import database_url
 
 CONFIG_ENV = "AGGREGATOR_CONFIG"
 DEFAULT_CONFIG = "config.toml"
@@ -101,7 +101,7 @@ class Settings:
     seeds_ignore: tuple[str, ...]
     seeds_watch: bool
     seeds_settle_seconds: float
-    database_url: str
+    database_url: URL  # parsed and checked once, here
     server_host: str
     server_port: int
     server_base_url: str
@@ -153,21 +153,12 @@ def _resolve(option: Option, value: Any, base: Path) -> Any:
     if option.type == "float":
         return float(value)
     if option.type == "url":
-        return _database_url(value, base)
+        # Relative SQLite paths are taken relative to the config file.
+        try:
+            return database_url(value, base)
+        except StorageError as error:
+            raise ConfigError(f"{option.key}: {error}") from None
     return value
-
-
-def _database_url(value: str, base: Path) -> str:
-    """Relative SQLite paths are taken relative to the config file."""
-    try:
-        url = make_url(value)
-    except ArgumentError as error:
-        raise ConfigError(f"database.url: {value!r} is not a valid SQLAlchemy URL") from error
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        path = Path(url.database).expanduser()
-        if not path.is_absolute():
-            url = url.set(database=str((base / path).resolve()))
-    return url.render_as_string(hide_password=False)
 
 
 def flatten(document: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from aiohttp import web
 
 from aggregator.config import Settings, load_settings
 from aggregator.errors import AggregatorError, ConfigError
-from aggregator.web import INGESTER, make_app, reload
+from aggregator.service import INGESTER, reload
+from aggregator.web import make_app
 
 log = logging.getLogger(__name__)
 
@@ -208,12 +209,13 @@ class JsonFormatter(logging.Formatter):
 
 def systemd_unit(settings: Settings, user: bool) -> str:
     config = f" --config {settings.config_path}" if settings.config_path else ""
-    database = settings.database_url.removeprefix("sqlite:///")
+    url = settings.database_url
+    sqlite_file = url.database if url.get_backend_name() == "sqlite" and url.database else None
     writable = sorted({
         str(settings.seeds_dir),
         str(settings.feeds_export_dir),
         str(settings.daemon_pid_file.parent),
-        *([str(Path(database).parent)] if settings.database_url.startswith("sqlite:///") else []),
+        *([str(Path(sqlite_file).parent)] if sqlite_file and sqlite_file != ":memory:" else []),
     })
     lines = [
         "[Unit]",

@@ -27,7 +27,9 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, replace
 
-from aggregator.model import Fingerprint, ItemUpdate, KnownItem, PagePlan, ParsedItem, PlannedItem
+from aggregator.model import BANDS, Fingerprint, ItemUpdate, KeyKind, KnownItem, PagePlan, ParsedItem, PlannedItem
+from aggregator.names import tag_key
+from aggregator.parse import DATELINE
 
 SHINGLE_WORDS = 3
 LEAD_WORDS = 12  # opening words that key a text; teasers share them with their article
@@ -48,10 +50,6 @@ _QUOTES = str.maketrans({"‘": "'", "’": "'", "‚": "'", "‛": "'", "“": 
 _DASHES = re.compile("[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]")
 _TRAILING = re.compile(r"[\s.,;:!?…'\"\-]+$")
 _WORD = re.compile(r"\w+(?:'\w+)*")
-# A dateline opens wire copy and would make every story from one agency and
-# day share its opening words; it is left out of the lead key.
-_DATELINE = re.compile(r"^[A-Z][A-Z.'\- ]*[A-Z.],\s+[A-Za-z]{3,9}\.?\s+\d{1,2}(?:,\s*\d{4})?\.?\s*"
-                       r"(?:/[^/\n]{1,20}/\.?|\([^)\n]{1,20}\)\s*[-–—])\s*")
 
 
 def normalize_title(title: str) -> str:
@@ -121,15 +119,27 @@ def _digest(value: str) -> str:
 @functools.lru_cache(maxsize=4096)  # asked for each candidate of a page
 def identity_keys(fp: Fingerprint) -> tuple[tuple[str, str], ...]:
     """(kind, value) keys under which the store finds an item again."""
-    keys = [("title", fp.title_key)]
+    keys = [(KeyKind.TITLE, fp.title_key)]
     if fp.lead_key:
-        keys.append(("lead", fp.lead_key))
-    keys.extend((f"band{i}", format(band, "04x")) for i, band in enumerate(fp.bands))
+        keys.append((KeyKind.LEAD, fp.lead_key))
+    keys.extend((kind, format(band, "04x")) for kind, band in zip(BANDS, fp.bands))
     return tuple(keys)
 
 
 def topic_index_keys(fp: Fingerprint) -> tuple[tuple[str, str], ...]:
-    return tuple(("topic", key) for key in fp.topics)
+    return tuple((KeyKind.TOPIC, key) for key in fp.topics)
+
+
+def is_band(kind: str) -> bool:
+    return kind.startswith("band")
+
+
+def stored_keys(fingerprints: Sequence[tuple[int, Fingerprint]]) -> tuple[tuple[int, str, str, int | None], ...]:
+    """The fingerprint rows that let the store find each item again: every
+    key of every text it was seen with, the SimHash on band keys."""
+    return tuple((ref, kind, value, fp.simhash if is_band(kind) else None)
+                 for ref, fp in fingerprints
+                 for kind, value in dict.fromkeys(identity_keys(fp) + topic_index_keys(fp)))
 
 
 def is_candidate(fp: Fingerprint, keys: AbstractSet[tuple[str, str]],
@@ -138,7 +148,7 @@ def is_candidate(fp: Fingerprint, keys: AbstractSet[tuple[str, str]],
     or opening words, or a shared SimHash band of a text close enough (a
     shared band alone is often chance)."""
     shared = [kind for kind, value in identity_keys(fp) if (kind, value) in keys]
-    if any(not kind.startswith("band") for kind in shared):
+    if any(not is_band(kind) for kind in shared):
         return True
     if not shared:
         return False
@@ -153,7 +163,9 @@ def is_close(fp: Fingerprint, simhash: int | None) -> bool:
 
 def fingerprint(title: str, text: str) -> Fingerprint:
     tokens = words(text)
-    lead = words(_DATELINE.sub("", text, count=1))[:LEAD_WORDS]
+    # A dateline opens wire copy and would make every story from one agency
+    # and day share its opening words; it is left out of the lead key.
+    lead = words(DATELINE.sub("", text, count=1))[:LEAD_WORDS]
     value = simhash(tokens)
     return Fingerprint(
         title_key=_digest(normalize_title(title)),
@@ -167,13 +179,6 @@ def fingerprint(title: str, text: str) -> Fingerprint:
 def item_guid(title: str, text: str) -> str:
     name = normalize_title(title) + "\n" + " ".join(words(text))
     return uuid.uuid5(ID_NAMESPACE, name).urn
-
-
-def guid_key(guid: str) -> str:
-    """URL-safe form of an item id, for /items/{key}."""
-    if guid.startswith("urn:uuid:"):
-        return uuid.UUID(guid[9:]).hex
-    return hashlib.sha256(guid.encode()).hexdigest()[:32]
 
 
 # --- comparing texts -------------------------------------------------------
@@ -355,6 +360,70 @@ def related_ids(fp: Fingerprint, holders: Mapping[str, Collection[int]], exclude
     return [ref for ref, _ in ranked[:limit]]
 
 
+# --- candidates among the rows the store found ------------------------------------
+
+KeyRow = tuple[str, str, int, "int | None"]  # (kind, value, item id, SimHash on band keys)
+
+
+def lookup_keys(fps: Sequence[Fingerprint]) -> dict[tuple[str, str], list[Fingerprint]]:
+    """The keys to look the texts up by, each with the texts that have it."""
+    by_key: dict[tuple[str, str], list[Fingerprint]] = {}
+    for fp in fps:
+        for key in identity_keys(fp):
+            by_key.setdefault(key, []).append(fp)
+    return by_key
+
+
+def candidate_keys(rows: Sequence[KeyRow], by_key: Mapping[tuple[str, str], list[Fingerprint]]
+                   ) -> dict[int, tuple[frozenset[tuple[str, str]], frozenset[int | None]]]:
+    """The items worth comparing with the texts, by id: (the keys they were
+    found by, the SimHashes of their band keys). A band shared with a distant
+    text is chance, more common the larger the store: such rows are dropped
+    as they are read. Every item left shares a title or opening words with
+    one of the texts, or a band with one close to it (`is_candidate`)."""
+    found: dict[int, tuple[set[tuple[str, str]], set[int | None]]] = {}
+    for kind, value, item_id, simhash in rows:
+        band = is_band(kind)
+        if band and not any(is_close(fp, simhash) for fp in by_key[kind, value]):
+            continue
+        entry = found.get(item_id)
+        if entry is None:  # not setdefault: it would build two sets for every row
+            entry = found[item_id] = (set(), set())
+        entry[0].add((kind, value))
+        if band:
+            entry[1].add(simhash)
+    return {item_id: (frozenset(keys), frozenset(simhashes)) for item_id, (keys, simhashes) in found.items()}
+
+
+def related_wanted(sightings: Sequence[tuple[str, Fingerprint]], rows: Sequence[KeyRow]) -> dict[int, set[str]]:
+    """For each (headline, fingerprint), the stored items (among the topic-key
+    rows found) whose headlines share the most topic-word pairs with it, one
+    more than needed (one may be itself); each with the headlines that found it."""
+    holders: dict[str, set[int]] = {}
+    for _, value, item_id, _ in rows:
+        holders.setdefault(value, set()).add(item_id)
+    wanted: dict[int, set[str]] = {}
+    for title, fp in sightings:
+        for item_id in related_ids(fp, holders, limit=MAX_RELATED_CANDIDATES + 1):
+            wanted.setdefault(item_id, set()).add(title)
+    return wanted
+
+
+def related_headlines(titles: Sequence[tuple[int, str]], wanted: Mapping[int, set[str]]) -> list[int]:
+    """The items whose stored headline is related to one that found them:
+    most candidates stop here, before their text is read."""
+    return [item_id for item_id, stored in titles if any(headlines_related(title, stored)
+                                                         for title in wanted[item_id])]
+
+
+def topic_keys_of(rows: Sequence[KeyRow], ids: Collection[int]) -> dict[int, frozenset[tuple[str, str]]]:
+    keys: dict[int, set[tuple[str, str]]] = {item_id: set() for item_id in ids}
+    for kind, value, item_id, _ in rows:
+        if item_id in keys:
+            keys[item_id].add((kind, value))
+    return {item_id: frozenset(found) for item_id, found in keys.items()}
+
+
 # --- a whole page --------------------------------------------------------------
 
 
@@ -423,7 +492,7 @@ def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
         for ref in planned
     )
     return PagePlan(items=items, sightings=tuple(refs), fingerprints=tuple(fingerprints),
-                    linking=tuple(linking))
+                    keys=stored_keys(fingerprints), linking=tuple(linking))
 
 
 def plan_links(plan: PagePlan, sightings: Sequence[tuple[ParsedItem, Fingerprint]],
@@ -435,7 +504,7 @@ def plan_links(plan: PagePlan, sightings: Sequence[tuple[ParsedItem, Fingerprint
     holders: dict[str, set[int]] = {}
     for known in related:
         for kind, value in known.keys:
-            if kind == "topic":
+            if kind == KeyKind.TOPIC:
                 holders.setdefault(value, set()).add(known.id)
     for ref, fp in plan.fingerprints:
         if ref in texts:  # an unchanged stored item is compared only if the store found it
@@ -449,15 +518,3 @@ def plan_links(plan: PagePlan, sightings: Sequence[tuple[ParsedItem, Fingerprint
                 links.add((min(ref, other), max(ref, other)))
     return tuple(sorted(links))
 
-
-def tag_key(name: str) -> str:
-    """Tags compare case-insensitively and by Unicode normal form."""
-    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
-
-
-def tag_slug(name: str) -> str:
-    """Lowercase ASCII, accents folded, other runs of characters one "-":
-    "Côte d'Ivoire" → "cote-d-ivoire"."""
-    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")
-    return slug or "tag-" + hashlib.sha256(tag_key(name).encode()).hexdigest()[:8]

@@ -1,6 +1,8 @@
 """The one exception tree. Every error the service raises on purpose is an
 AggregatorError; its message is one line that names what was wrong."""
 
+from aggregator.model import FileStatus
+
 
 class AggregatorError(Exception):
     """Base of every error raised on purpose by the service."""
@@ -13,11 +15,11 @@ class ConfigError(AggregatorError):
 class SeedError(AggregatorError):
     """One seed file could not be read or holds no items.
 
-    `status` is what `aggregator sources` shows for the file: "skipped" when the
-    file is not a news page (empty, binary, unknown layout), "failed" when it
+    `status` is what `aggregator sources` shows for the file: SKIPPED when the
+    file is not a news page (empty, binary, unknown layout), FAILED when it
     could not be read at all."""
 
-    def __init__(self, message: str, status: str = "skipped"):
+    def __init__(self, message: str, status: FileStatus = FileStatus.SKIPPED):
         super().__init__(message)
         self.status = status
 

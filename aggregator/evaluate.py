@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aggregator.errors import ConfigError
-from aggregator.ingest import read_page, run_once, utc_now
+from aggregator.clock import utc_now
+from aggregator.ingest import run_once
+from aggregator.parse import read_page
 from aggregator.storage import Storage
 
 Sighting = tuple[str, str]  # (file, title as the page shows it)
@@ -125,13 +127,10 @@ def score(labels: Labels, predicted: dict[Sighting, str], item_tags: dict[str, f
 def evaluate(folder: Path, labels_path: Path) -> Evaluation:
     labels = load_labels(labels_path)
     with tempfile.TemporaryDirectory() as scratch:
-        storage = Storage(f"sqlite:///{Path(scratch) / 'eval.db'}")
-        try:
+        with Storage(f"sqlite:///{Path(scratch) / 'eval.db'}") as storage:
             run_once(storage, folder)
             found = storage.sightings()
             items = {item.guid: item for item in storage.all_items()}
-        finally:
-            storage.close()
     predicted = {(file, title): guid for file, _pos, title, guid in found}
     item_tags = {guid: frozenset(t.name.casefold() for t in item.tags) for guid, item in items.items()}
     item_content = {guid: item.content for guid, item in items.items()}

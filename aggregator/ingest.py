@@ -14,28 +14,34 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from aggregator import dedupe
+from aggregator.clock import Clock, utc_now
 from aggregator.errors import AggregatorError, SeedError
-from aggregator.model import FileResult, FileState, Fingerprint, PagePlan, ParsedItem, PlannedItem, ScanReport
-from aggregator.parse import clean_text, parse_page
-from aggregator.seeds import DEFAULT_IGNORE, SeedFile, by_name, content_hash, decode, seed_files
-from aggregator.storage import Storage, Writer
+from aggregator.model import (
+    FileResult,
+    FileState,
+    FileStatus,
+    Fingerprint,
+    KnownItem,
+    PagePlan,
+    ParsedItem,
+    PlannedItem,
+    ScanReport,
+    SourceFile,
+)
+from aggregator.parse import read_page
+from aggregator.seeds import DEFAULT_IGNORE, SeedFile, by_name, content_hash, seed_files
+from aggregator.storage import MAX_ITEMS_PER_TOPIC, Storage, Writer
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def mtime_of(seed: SeedFile) -> datetime:
     return datetime.fromtimestamp(seed.mtime_ns / 1e9, tz=timezone.utc)
 
 
-def read_page(data: bytes, mtime: datetime):
-    """Bytes → Page; SeedError says why there is none."""
-    return parse_page(clean_text(decode(data)), mtime)
+def source_of(seed: SeedFile, sha256: str, status: FileStatus, reason: str | None = None,
+              items: int = 0) -> SourceFile:
+    return SourceFile(seed.rel, seed.size, seed.mtime_ns, sha256, status, reason, items)
 
 
 def sightings_of(items: tuple[ParsedItem, ...], seen: datetime) -> list[tuple[ParsedItem, Fingerprint]]:
@@ -46,12 +52,39 @@ def sightings_of(items: tuple[ParsedItem, ...], seen: datetime) -> list[tuple[Pa
             for item in items]
 
 
+def candidates(writer: Writer, fps: list[Fingerprint]) -> dict[int, KnownItem]:
+    """Stored items that may be one of the fingerprinted texts, by id: the
+    store reads the rows of their keys, dedup keeps the candidates."""
+    by_key = dedupe.lookup_keys(fps)
+    found = dedupe.candidate_keys(writer.keyed_rows(by_key), by_key)
+    if not found:
+        return {}
+    return {item.id: replace(item, keys=found[item.id][0], simhashes=found[item.id][1])
+            for item in writer.known_items(list(found), with_tags=True)}
+
+
+def related_candidates(writer: Writer, sightings: list[tuple[str, Fingerprint]]) -> list[KnownItem]:
+    """For each (headline, fingerprint), the stored items that may report the
+    same event: found by headline topic-word pairs, kept when the headlines
+    are related (read before any text is)."""
+    keys = {key for _, fp in sightings for key in dedupe.topic_index_keys(fp)}
+    rows = writer.keyed_rows(keys, MAX_ITEMS_PER_TOPIC)
+    wanted = dedupe.related_wanted(sightings, rows)
+    if not wanted:
+        return []
+    close = dedupe.related_headlines(writer.titles(wanted), wanted)
+    if not close:
+        return []
+    topics = dedupe.topic_keys_of(rows, close)
+    return [replace(item, keys=topics[item.id]) for item in writer.known_items(close)]
+
+
 def plan_with_store(writer: Writer, sightings: list[tuple[ParsedItem, Fingerprint]]) -> PagePlan:
     """Decide what a page changes, reading the store only for candidates."""
-    plan = dedupe.plan_page(sightings, writer.candidates([fp for _, fp in sightings]))
+    plan = dedupe.plan_page(sightings, candidates(writer, [fp for _, fp in sightings]))
     plan = replace(plan, items=tuple(free_guids(writer, plan.items)))
     linking = [(sightings[position][0].title, sightings[position][1]) for position in plan.linking]
-    related = writer.related_candidates(linking) if linking else []
+    related = related_candidates(writer, linking) if linking else []
     return replace(plan, links=dedupe.plan_links(plan, sightings, related))
 
 
@@ -77,17 +110,17 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
         page = read_page(data, seen)
     except SeedError as error:
         with storage.writer(now) as w:
-            w.source(seed.rel, seed.size, seed.mtime_ns, sha256, error.status, str(error), 0)
+            w.record_source(source_of(seed, sha256, error.status, str(error)))
         log.warning("%s: %s: %s", seed.rel, error.status, error, extra={"path": seed.rel})
         return FileResult(seed.rel, error.status, str(error))
     sightings = sightings_of(page.items, seen)  # pure work, before the transaction
     with storage.writer(now) as w:
         plan = plan_with_store(w, sightings)  # reads only: the write lock is taken below
-        source_id = w.source(seed.rel, seed.size, seed.mtime_ns, sha256, "ok", None, len(page.items))
+        source_id = w.record_source(source_of(seed, sha256, FileStatus.OK, items=len(page.items)))
         w.save(plan, source_id)
     log.info("%s: %s page, %d items (%d new, %d updated)", seed.rel, page.layout,
              len(page.items), plan.new_items, plan.updated_items, extra={"path": seed.rel})
-    return FileResult(seed.rel, "ok", None, plan.new_items, plan.updated_items, len(page.items),
+    return FileResult(seed.rel, FileStatus.OK, None, plan.new_items, plan.updated_items, len(page.items),
                       seed.mtime_ns / 1e9)
 
 
@@ -99,11 +132,12 @@ def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Cl
         reason = f"cannot read file: {error.strerror or error}"
         log.warning("%s: failed: %s", seed.rel, reason, extra={"path": seed.rel})
         with storage.writer(clock()) as w:
-            w.source(seed.rel, seed.size, seed.mtime_ns, known_sha or "", "failed", reason, 0)
-        return FileResult(seed.rel, "failed", reason)
+            w.record_source(source_of(seed, known_sha or "", FileStatus.FAILED, reason))
+        return FileResult(seed.rel, FileStatus.FAILED, reason)
     sha256 = content_hash(data)
     if sha256 == known_sha:
-        storage.touch_source(seed.rel, seed.size, seed.mtime_ns, clock())
+        with storage.writer(clock()) as w:
+            w.touch_source(seed.rel, seed.size, seed.mtime_ns)
         return None
     return ingest_file(storage, seed, data, sha256, clock())
 
@@ -112,7 +146,7 @@ def is_settled(previous: FileState | None) -> bool:
     """Was the file read as it is? One that could not be read is tried again,
     and one that was gone and came back is read again, so its status is its
     own once more."""
-    return previous is not None and previous.status not in ("failed", "missing")
+    return previous is not None and previous.status not in (FileStatus.FAILED, FileStatus.MISSING)
 
 
 def is_unchanged(previous: FileState | None, seed: SeedFile) -> bool:
@@ -153,13 +187,15 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
             # The store refused this file (locked, full …): nothing of it was
             # written, and its source row is unchanged, so the next scan retries.
             log.error("%s: failed: %s", seed.rel, error, extra={"path": seed.rel})
-            result = FileResult(seed.rel, "failed", str(error))
+            result = FileResult(seed.rel, FileStatus.FAILED, str(error))
         except Exception as error:  # a bug must not stop the other files
             log.exception("%s: failed: unexpected error", seed.rel, extra={"path": seed.rel})
-            result = FileResult(seed.rel, "failed", f"unexpected error: {error!r}")
+            result = FileResult(seed.rel, FileStatus.FAILED, f"unexpected error: {error!r}")
         if result is not None:
             results.append(result)
-    gone = [path for path, src in known.items() if path not in present and src.status != "missing"]
-    storage.mark_missing(gone, clock())
+    gone = [path for path, src in known.items() if path not in present and src.status != FileStatus.MISSING]
+    if gone:
+        with storage.writer(clock()) as w:
+            w.mark_missing(gone)
     return ScanReport(started=started, finished=clock(), files_seen=len(present),
                       files=tuple(results), missing=len(gone), deferred=deferred)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from aggregator.model import ScanReport
+from aggregator.model import FileStatus, ScanReport
 
 SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600)
 
@@ -57,13 +57,13 @@ class Metrics:
         if report.changed_data:
             now = time.time()
             for result in report.files:
-                if result.status == "ok" and result.mtime is not None:
+                if result.status == FileStatus.OK and result.mtime is not None:
                     self.file_to_feed.observe(max(0.0, now - result.mtime))
 
     def observe_store(self, items: int, tags: int, files: dict[str, int]) -> None:
         self.items.set(items)
         self.tags.set(tags)
-        for status in ("ok", "skipped", "failed", "missing"):
+        for status in FileStatus:
             self.files.labels(status).set(files.get(status, 0))
 
     def exposition(self) -> bytes:

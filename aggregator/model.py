@@ -4,7 +4,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import NamedTuple
+
+
+class FileStatus(StrEnum):
+    """What `aggregator sources` shows for a seed file."""
+
+    OK = "ok"
+    SKIPPED = "skipped"  # not a news page: empty, binary, no known layout
+    FAILED = "failed"  # could not be read, or the store refused it
+    MISSING = "missing"  # no longer in the seed folder; its items stay
+
+
+class KeyKind(StrEnum):
+    """Kinds of the keys an item is found by again (the `fingerprints` rows)."""
+
+    TITLE = "title"
+    LEAD = "lead"
+    BAND0 = "band0"
+    BAND1 = "band1"
+    BAND2 = "band2"
+    BAND3 = "band3"
+    TOPIC = "topic"
+
+    @property
+    def is_band(self) -> bool:
+        return self in BANDS
+
+
+BANDS = (KeyKind.BAND0, KeyKind.BAND1, KeyKind.BAND2, KeyKind.BAND3)
+
+
+class HasText:
+    """A sighting or item with a summary and maybe a content."""
+
+    summary: str | None
+    content: str | None
+
+    @property
+    def text(self) -> str:
+        """The longest text it has: what dedup compares."""
+        return self.content or self.summary or ""
 
 
 @dataclass(frozen=True)
@@ -14,7 +55,7 @@ class Tag:
 
 
 @dataclass(frozen=True)
-class ParsedItem:
+class ParsedItem(HasText):
     """One news item as one page shows it.
 
     A teaser (listing or tag page) has only `summary`; a full article has
@@ -25,11 +66,6 @@ class ParsedItem:
     content: str | None = None
     published: datetime | None = None  # only when the page states a date
     tags: tuple[str, ...] = ()
-
-    @property
-    def text(self) -> str:
-        """The longest text this sighting has: what dedup compares."""
-        return self.content or self.summary or ""
 
     @property
     def complete(self) -> bool:
@@ -56,7 +92,7 @@ class Fingerprint:
 
 
 @dataclass(frozen=True)
-class KnownItem:
+class KnownItem(HasText):
     """What dedup needs to know about an item already stored."""
 
     id: int
@@ -71,13 +107,9 @@ class KnownItem:
     keys: frozenset[tuple[str, str]] = frozenset()
     simhashes: frozenset[int | None] = frozenset()
 
-    @property
-    def text(self) -> str:
-        return self.content or self.summary or ""
-
 
 @dataclass(frozen=True)
-class PlannedItem:
+class PlannedItem(HasText):
     """An item as one page leaves it: new (a negative ref, the page's own
     numbering until the store gives it an id) or stored and changed."""
 
@@ -93,10 +125,6 @@ class PlannedItem:
     def is_new(self) -> bool:
         return self.ref < 0
 
-    @property
-    def text(self) -> str:
-        return self.content or self.summary or ""
-
 
 @dataclass(frozen=True)
 class PagePlan:
@@ -105,6 +133,8 @@ class PagePlan:
     items: tuple[PlannedItem, ...]  # new items, and stored items whose entry changed
     sightings: tuple[tuple[int, str], ...]  # (ref, title shown) of each sighting, in page order
     fingerprints: tuple[tuple[int, Fingerprint], ...]  # (ref, keys of the text seen)
+    # The fingerprint rows to store: (ref, kind, value, SimHash on band keys).
+    keys: tuple[tuple[int, str, str, int | None], ...] = ()
     linking: tuple[int, ...] = ()  # positions of the sightings that changed an item
     links: tuple[tuple[int, int], ...] = ()  # pairs of refs reporting one event
 
@@ -158,7 +188,7 @@ class SourceFile:
     size: int
     mtime_ns: int
     sha256: str
-    status: str  # "ok", "skipped", "failed" or "missing"
+    status: FileStatus
     reason: str | None
     item_count: int
     checked_at: datetime | None = None
@@ -171,13 +201,13 @@ class FileState(NamedTuple):
 
     size: int
     mtime_ns: int
-    status: str
+    status: str  # a FileStatus, as read from the store
 
 
 @dataclass(frozen=True)
 class FileResult:
     path: str
-    status: str
+    status: FileStatus
     reason: str | None = None
     new_items: int = 0
     updated_items: int = 0
@@ -200,7 +230,7 @@ class ScanReport:
 
     @property
     def files_failed(self) -> tuple[FileResult, ...]:
-        return tuple(f for f in self.files if f.status != "ok")
+        return tuple(f for f in self.files if f.status != FileStatus.OK)
 
     @property
     def new_items(self) -> int:

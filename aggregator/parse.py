@@ -19,6 +19,7 @@ from datetime import date, datetime, timezone
 
 from aggregator.errors import SeedError
 from aggregator.model import Page, ParsedItem
+from aggregator.seeds import decode
 
 # Characters XML 1.0 forbids (everything below 0x20 but tab and newline, the
 # surrogates, U+FFFE/U+FFFF). Dropped on reading so no feed can be broken.
@@ -56,9 +57,11 @@ _MONTHS = {
     )
     for name in names
 }
-_DATELINE = re.compile(
+# "MOSCOW, December 17. /TASS/." or "PARIS, Jan 3, 2025 (AFP) -": the
+# dateline that opens wire copy, with the white space after it.
+DATELINE = re.compile(
     r"^(?P<place>[A-Z][A-Z.'\- ]*[A-Z.]),\s+(?P<month>[A-Za-z]{3,9})\.?\s+(?P<day>\d{1,2})"
-    r"(?:,\s*(?P<year>\d{4}))?\.?\s*(?:/[^/\n]{1,20}/\.?|\([^)\n]{1,20}\)\s*[-–—])"
+    r"(?:,\s*(?P<year>\d{4}))?\.?\s*(?:/[^/\n]{1,20}/\.?|\([^)\n]{1,20}\)\s*[-–—])\s*"
 )
 
 MAX_TITLE_CHARS = 300
@@ -72,6 +75,11 @@ def clean_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _XML_FORBIDDEN.sub("", text)
     return "\n".join(_INLINE_SPACE.sub(" ", line).strip() for line in text.split("\n"))
+
+
+def read_page(data: bytes, mtime: datetime) -> Page:
+    """A seed file's bytes → Page; SeedError says why there is none."""
+    return parse_page(clean_text(decode(data)), mtime)
 
 
 def blocks_of(text: str) -> list[list[str]]:
@@ -197,7 +205,7 @@ def parse_wire_article(blocks: list[list[str]], mtime: datetime) -> Page | None:
         return None
     for index in range(1, min(len(blocks), 4)):
         first = paragraph(blocks[index])
-        match = _DATELINE.match(first)
+        match = DATELINE.match(first)
         if match is None:
             continue
         published = dateline_date(match, mtime)

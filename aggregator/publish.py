@@ -23,9 +23,9 @@ from aggregator.render import (
     feed_updated,
     render,
     render_opml,
-    tag_url,
 )
 from aggregator.storage import Storage
+from aggregator.urls import Urls, feed_path
 
 FEED_NAMESPACE = uuid.UUID("0b7d3f0e-5a41-4c1e-8f53-2f4f8f6c9a11")
 
@@ -39,14 +39,17 @@ class FeedSpec:
     match_all: bool = False  # with several tags: items with all of them (else any)
 
     @property
+    def joined_tags(self) -> str:
+        return ("," if self.match_all else "+").join(self.tags)
+
+    @property
     def name(self) -> str:
-        if not self.tags:
-            return "all"
-        return "tags/" + ("," if self.match_all else "+").join(self.tags)
+        """Its name in the export folder, and the seed of its id."""
+        return "tags/" + self.joined_tags if self.tags else "all"
 
     @property
     def path(self) -> str:
-        return f"/feeds/{self.name}.{self.fmt}"
+        return feed_path(self.joined_tags, self.fmt)
 
 
 @dataclass(frozen=True)
@@ -70,15 +73,15 @@ def feed_query(settings: Settings, limit: int, page: int) -> str:
 
 def feed_info(settings: Settings, spec: FeedSpec, tags: list[Tag], limit: int | None = None,
               page: int = 1, has_next: bool = False) -> FeedInfo:
-    base = settings.base_url
+    urls = Urls(settings.base_url)
     limit = limit or settings.feeds_limit
     if tags:
         names = (" & " if spec.match_all else " | ").join(t.name for t in tags)
         title = f"{settings.feeds_title}: {names}"
-        html_url = tag_url(base, tags[0].slug) if len(tags) == 1 else f"{base}/"
+        html_url = urls.tag_page(tags[0].slug) if len(tags) == 1 else urls.index()
     else:
-        title, html_url = settings.feeds_title, f"{base}/"
-    url = f"{base}{spec.path}"
+        title, html_url = settings.feeds_title, urls.index()
+    url = urls.base + spec.path
     pages = {}
     if page > 1 or has_next:  # RFC 5005 paged feed: newest first, "next" is older
         pages["first"] = url + feed_query(settings, limit, 1)
@@ -93,7 +96,7 @@ def feed_info(settings: Settings, spec: FeedSpec, tags: list[Tag], limit: int | 
         language=settings.feeds_language,
         self_url=url + feed_query(settings, limit, page),
         html_url=html_url,
-        base_url=base,
+        urls=urls,
         author=settings.feeds_title,
         pages=pages,
     )
@@ -150,11 +153,11 @@ def render_feed(storage: Storage, settings: Settings, spec: FeedSpec, limit: int
 
 def render_subscriptions(storage: Storage, settings: Settings) -> RenderedFeed:
     """OPML of the overall feed and every tag feed (Atom)."""
-    base = settings.base_url
-    subs = [Subscription(settings.feeds_title, f"{base}/feeds/all.atom", f"{base}/")]
+    urls = Urls(settings.base_url)
+    subs = [Subscription(settings.feeds_title, urls.feed("atom"), urls.index())]
     for tag, _count in storage.tags():
         subs.append(Subscription(f"{settings.feeds_title}: {tag.name}",
-                                 f"{base}/feeds/tags/{tag.slug}.atom", tag_url(base, tag.slug)))
+                                 urls.feed("atom", tag.slug), urls.tag_page(tag.slug)))
     newest = storage.newest_items(1)
     return rendered(render_opml(settings.feeds_title, subs), feed_updated(newest), OPML_TYPE)
 

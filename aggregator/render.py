@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
@@ -17,6 +18,9 @@ from lxml import etree
 
 from aggregator import __version__
 from aggregator.model import StoredItem
+
+if TYPE_CHECKING:  # urls builds its route patterns from FORMATS below
+    from aggregator.urls import Urls
 
 # The date an empty feed reports as its last change: fixed, so its bytes are too.
 EMPTY_FEED_UPDATED = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -40,7 +44,7 @@ class FeedInfo:
     language: str
     self_url: str  # the URL this very document is served at
     html_url: str  # the page for people showing the same items
-    base_url: str  # for item links: {base_url}/items/{key}
+    urls: Urls  # links to items and tags
     author: str  # who publishes the feed: the site's title
     pages: dict[str, str] = field(default_factory=dict)  # RFC 5005: first, previous, next → URL
 
@@ -97,14 +101,6 @@ def text_to_html(text: str) -> str:
     return "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p)
 
 
-def item_url(base_url: str, item: StoredItem) -> str:
-    return f"{base_url}/items/{item.key}"
-
-
-def tag_url(base_url: str, slug: str) -> str:
-    return f"{base_url}/tags/{slug}"
-
-
 def feed_updated(items: Sequence[StoredItem]) -> datetime:
     return max((item.updated for item in items), default=EMPTY_FEED_UPDATED)
 
@@ -132,16 +128,16 @@ def build(info: FeedInfo, items: Sequence[StoredItem]) -> FeedGenerator:
         entry.id(item.guid)
         entry.guid(item.guid, permalink=False)
         entry.title(item.title)
-        entry.link(href=item_url(info.base_url, item), rel="alternate", type="text/html")
+        entry.link(href=info.urls.item_page(item.key), rel="alternate", type="text/html")
         if item.related:  # the same event as told elsewhere
             entry.register_extension("related", RelatedLinks)
-            entry.related.links = [(f"{info.base_url}/items/{key}", title) for key, title in item.related]
+            entry.related.links = [(info.urls.item_page(key), title) for key, title in item.related]
         if item.content:
             entry.content(text_to_html(item.content), type="html")
         if item.summary:
             entry.summary(text_to_html(item.summary), type="html")
         for tag in item.tags:
-            entry.category(term=tag.name, scheme=f"{info.base_url}/tags/", label=tag.name)
+            entry.category(term=tag.name, scheme=info.urls.tag_scheme(), label=tag.name)
         entry.published(item.published)
         entry.updated(item.updated)
     return fg
@@ -167,7 +163,7 @@ def json_feed(info: FeedInfo, items: Sequence[StoredItem]) -> dict:
     for item in items:
         entry = {
             "id": item.guid,
-            "url": item_url(info.base_url, item),
+            "url": info.urls.item_page(item.key),
             "title": item.title,
             "content_html": text_to_html(item.content or item.summary or ""),
             "date_published": _iso(item.published),
@@ -178,7 +174,7 @@ def json_feed(info: FeedInfo, items: Sequence[StoredItem]) -> dict:
         if item.tags:
             entry["tags"] = [tag.name for tag in item.tags]
         if item.related:
-            entry["_aggregator"] = {"related": [f"{info.base_url}/items/{key}" for key, _ in item.related]}
+            entry["_aggregator"] = {"related": [info.urls.item_page(key) for key, _ in item.related]}
         feed["items"].append(entry)
     return feed
 

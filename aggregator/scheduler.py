@@ -15,7 +15,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from watchfiles import Change, awatch
 
 from aggregator.config import Settings
-from aggregator.ingest import Clock, run_once, utc_now
+from aggregator.clock import Clock, utc_now
+from aggregator.ingest import run_once
 from aggregator.model import ScanReport
 from aggregator.publish import FeedSpec, RenderedFeed, render_all, write_feeds
 from aggregator.seeds import is_ignored

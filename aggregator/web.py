@@ -1,96 +1,34 @@
-"""The HTTP server: feeds from a cache of rendered bytes, pages for people.
-
-Long-lived parts (store, ingester, scheduler) start and stop in cleanup_ctx.
-Nothing here blocks the event loop: reads, rendering and ingest run in
-worker threads."""
+"""The HTTP server: handlers, middlewares and the route table. Feeds come
+from a cache of rendered bytes, pages are for people. The parts they read
+(store, ingester, cache) are set up in service.py. Nothing here blocks the
+event loop: reads, rendering and ingest run in worker threads."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
 from typing import Any
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from aggregator import __version__
+from aggregator import __version__, service
+from aggregator.cache import FeedCache
+from aggregator.clock import Clock, utc_now
 from aggregator.config import Settings
 from aggregator.errors import AggregatorError, BadRequest, NotFound
-from aggregator.ingest import Clock, utc_now
 from aggregator.model import ScanReport
 from aggregator.publish import FeedSpec, RenderedFeed, render_feed, render_subscriptions, resolve_spec
-from aggregator.metrics import Metrics
 from aggregator.render import FORMATS, text_to_html
-from aggregator.scheduler import Ingester, reschedule, start_scheduler, watch
-from aggregator.storage import Storage
+from aggregator.service import CACHE, CLOCK, INGESTER, METRICS, STORAGE, in_thread, settings_of
+from aggregator.urls import ROUTES, Urls
 
 log = logging.getLogger(__name__)
 
-LIVE = web.AppKey("live", "Live")
-STORAGE = web.AppKey("storage", Storage)
-INGESTER = web.AppKey("ingester", Ingester)
-CACHE = web.AppKey("cache", "FeedCache")
-SCHEDULE = web.AppKey("schedule", bool)
-INGEST = web.AppKey("ingest", bool)
-CLOCK = web.AppKey("clock", Clock)  # type: ignore[arg-type]
-METRICS = web.AppKey("metrics", Metrics)
-SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MAX_CACHED_FEEDS = 1024
-
-
-@dataclass
-class Live:
-    """What SIGHUP may change while the service runs."""
-
-    settings: Settings
-
-
-def settings_of(app: web.Application) -> Settings:
-    return app[LIVE].settings
-
-
-@dataclass
-class FeedCache:
-    """Rendered feeds by (spec, limit, page), and the feeds tag addresses
-    resolve to, dropped whole when the data changes.
-
-    The generation guards against a render that started before a change
-    landing in the cache after it."""
-
-    entries: dict[Hashable, Any] = field(default_factory=dict)
-    generation: int = 0
-    hits: int = 0
-    misses: int = 0
-
-    def invalidate(self) -> None:
-        self.generation += 1
-        self.entries.clear()
-
-    def refresh(self, feeds: dict[tuple[FeedSpec, int, int], RenderedFeed]) -> None:
-        """New data: drop everything, keep the feeds the ingester just rendered."""
-        self.invalidate()
-        for key, feed in feeds.items():
-            self.put(key, feed)
-
-    def put(self, key: Hashable, value: Any) -> None:
-        # Bounded: every ?limit= and ?page= is its own entry, and a months-long
-        # process must not grow with what clients ask for. Oldest goes first.
-        if len(self.entries) >= MAX_CACHED_FEEDS:
-            del self.entries[next(iter(self.entries))]
-        self.entries[key] = value
-
-
-async def in_thread(func: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
 
 # --- errors: the one place exceptions become HTTP statuses -------------------
@@ -98,12 +36,18 @@ async def in_thread(func: Callable[..., Any], *args: Any) -> Any:
 STATUS = {NotFound: 404, BadRequest: 400}
 
 
+def status_of(error: AggregatorError) -> int:
+    """The status of an error's nearest class in the table: a kind of NotFound
+    is a 404 too. Anything else the service could not do is a 503."""
+    return next((STATUS[cls] for cls in type(error).__mro__ if cls in STATUS), 503)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except AggregatorError as error:
-        status = STATUS.get(type(error), 503)
+        status = status_of(error)
         if status == 503:
             log.error("%s %s: %s", request.method, request.path, error)
         return web.Response(status=status, text=f"{error}\n")
@@ -237,11 +181,14 @@ async def tag_feed(request: web.Request) -> web.StreamResponse:
 # --- pages for people --------------------------------------------------------
 
 
-def feed_links(base: str, spec_name: str) -> list[dict[str, str]]:
-    return [
-        {"fmt": fmt, "type": FORMATS[fmt].split(";")[0], "href": f"{base}/feeds/{spec_name}.{fmt}"}
-        for fmt in FORMATS
-    ]
+def feed_links(urls: Urls, tags: str = "") -> list[dict[str, str]]:
+    """The overall feed (or a tag's) in every format, for autodiscovery and links."""
+    return [{"fmt": fmt, "type": FORMATS[fmt].split(";")[0], "href": urls.feed(fmt, tags)} for fmt in FORMATS]
+
+
+def page(settings: Settings, **values: Any) -> dict[str, Any]:
+    """What every page template gets."""
+    return {"settings": settings, "urls": Urls(settings.base_url), **values}
 
 
 @aiohttp_jinja2.template("index.html")
@@ -250,16 +197,8 @@ async def index_page(request: web.Request) -> dict[str, Any]:
     tags = await in_thread(storage.tags)
     items = await in_thread(storage.newest_items, settings.feeds_limit)
     total = await in_thread(storage.item_count)
-    return {
-        "settings": settings,
-        "title": settings.feeds_title,
-        "feeds": feed_links(settings.base_url, "all"),
-        "tags": tags,
-        "formats": list(FORMATS),
-        "total": total,
-        "items": items,
-        "last_scan": request.app[INGESTER].last_report,
-    }
+    return page(settings, title=settings.feeds_title, feeds=feed_links(Urls(settings.base_url)), tags=tags,
+                formats=list(FORMATS), total=total, items=items, last_scan=request.app[INGESTER].last_report)
 
 
 @aiohttp_jinja2.template("tag.html")
@@ -269,15 +208,10 @@ async def tag_page(request: web.Request) -> dict[str, Any]:
     if tag is None:
         raise NotFound(f"no tag {request.match_info['slug']!r}")
     if tag.slug != request.match_info["slug"]:
-        raise web.HTTPMovedPermanently(f"/tags/{tag.slug}")
+        raise web.HTTPMovedPermanently(request.app.router["tag_page"].url_for(slug=tag.slug))
     items = await in_thread(storage.newest_items, settings.feeds_max_limit, 0, (tag.slug,))
-    return {
-        "settings": settings,
-        "title": f"{settings.feeds_title}: {tag.name}",
-        "tag": tag,
-        "feeds": feed_links(settings.base_url, f"tags/{tag.slug}"),
-        "items": items,
-    }
+    return page(settings, title=f"{settings.feeds_title}: {tag.name}", tag=tag,
+                feeds=feed_links(Urls(settings.base_url), tag.slug), items=items)
 
 
 @aiohttp_jinja2.template("item.html")
@@ -286,97 +220,12 @@ async def item_page(request: web.Request) -> dict[str, Any]:
     item = await in_thread(storage.item, request.match_info["key"])
     if item is None:
         raise NotFound(f"no item {request.match_info['key']!r}")
-    return {
-        "settings": settings,
-        "title": item.title,
-        "item": item,
+    urls = Urls(settings.base_url)
+    return page(
+        settings, title=item.title, item=item,
         # A standfirst is shown above the text; a teaser the text starts with is not.
-        "standfirst": item.content and item.summary and not item.content.startswith(item.summary),
-        "feeds": feed_links(settings.base_url, "all")
-        + [link for tag in item.tags for link in feed_links(settings.base_url, f"tags/{tag.slug}")],
-    }
-
-
-# --- the application -----------------------------------------------------------
-
-
-async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    storage = await in_thread(Storage, settings_of(app).database_url)
-    try:
-        # A service that scans must be the only ingester of its database.
-        lock = await in_thread(storage.ingest_lock) if app[SCHEDULE] and app[INGEST] else None
-    except AggregatorError:
-        storage.close()
-        raise
-    app[STORAGE] = storage
-    yield
-    if lock is not None:
-        lock.release()
-    storage.close()
-
-
-async def ingester_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = settings_of(app)
-    ingester = Ingester(settings, app[STORAGE], app[CLOCK])
-
-    def fresh_feeds(report: ScanReport, feeds: dict[FeedSpec, RenderedFeed]) -> None:
-        if feeds:  # rendered with the default limit, as the first page
-            limit = settings_of(app).feeds_limit
-            app[CACHE].refresh({(spec, limit, 1): feed for spec, feed in feeds.items()})
-
-    ingester.observers += [fresh_feeds, app[METRICS].observe_scan]
-    app[INGESTER] = ingester
-    tasks = []
-    stop_watching = asyncio.Event()
-    if not app[INGEST]:
-        # A replica: another process ingests; follow its commits.
-        ingester.first_scan.set()
-        tasks.append(asyncio.create_task(follow(app), name="follower"))
-    elif app[SCHEDULE]:
-        app[SCHEDULER] = start_scheduler(ingester, settings.seeds_interval_seconds)
-        tasks.append(asyncio.create_task(ingester.run(), name="ingester"))
-        if settings.seeds_watch:
-            tasks.append(asyncio.create_task(watch(ingester, stop_watching), name="watcher"))
-        ingester.request_scan()  # the scan at start-up
-    yield
-    stop_watching.set()
-    if SCHEDULER in app:
-        app[SCHEDULER].shutdown(wait=False)
-    ingester.stop()  # the file being ingested finishes, no other starts
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.get_running_loop().run_in_executor(None, ingester.close)
-
-
-REPLICA_POLL_SECONDS = 0.5
-
-
-async def follow(app: web.Application) -> None:
-    """Drop cached feeds when the ingesting process committed a change: one
-    primary-key read per half second, so new items show within a second."""
-    storage, cache = app[STORAGE], app[CACHE]
-    seen = None
-    while True:
-        try:
-            version = await in_thread(storage.data_version)
-            if version != seen:
-                if seen is not None:
-                    cache.invalidate()
-                seen = version
-        except AggregatorError as error:
-            log.warning("cannot read the data version: %s", error)
-        await asyncio.sleep(REPLICA_POLL_SECONDS)
-
-
-def reload(app: web.Application, settings: Settings) -> None:
-    """Apply a new configuration to the running service (SIGHUP). The seed
-    folder, database and address stay: changing them takes a restart."""
-    app[LIVE].settings = settings
-    app[INGESTER].settings = settings
-    if SCHEDULER in app:
-        reschedule(app[SCHEDULER], settings.seeds_interval_seconds)
-    app[CACHE].invalidate()  # titles and limits show in the feeds
+        standfirst=item.content and item.summary and not item.content.startswith(item.summary),
+        feeds=feed_links(urls) + [link for tag in item.tags for link in feed_links(urls, tag.slug)])
 
 
 # --- health, readiness, metrics ---------------------------------------------------
@@ -386,25 +235,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-def readiness(app: web.Application, now: datetime) -> str | None:
-    """Why the service is not ready, or None."""
-    if not app[INGEST]:
-        return None  # a replica is ready when its database answers
-    ingester = app[INGESTER]
-    limit = timedelta(seconds=3 * settings_of(app).seeds_interval_seconds)
-    if ingester.last_success is None:
-        if ingester.last_error:
-            return f"last scan failed: {ingester.last_error}"
-        return "no scan finished yet"
-    if now - ingester.last_success > limit:
-        return f"no scan finished since {ingester.last_success.isoformat()}"
-    return None
-
-
 async def readyz(request: web.Request) -> web.Response:
     try:
         await in_thread(request.app[STORAGE].ping)
-        reason = readiness(request.app, request.app[CLOCK]())
+        reason = service.readiness(request.app, request.app[CLOCK]())
     except AggregatorError as error:
         reason = str(error)
     if reason:
@@ -447,18 +281,29 @@ async def status(request: web.Request) -> web.Response:
     })
 
 
+# The route table: each name's address is in urls.ROUTES.
+HANDLERS: dict[str, Handler] = {
+    "overall_feed": overall_feed,
+    "tag_feed": tag_feed,
+    "subscriptions": subscriptions,
+    "healthz": healthz,
+    "readyz": readyz,
+    "metrics": metrics,
+    "status": status,
+    "index": index_page,
+    "tag_page": tag_page,
+    "item_page": item_page,
+}
+assert HANDLERS.keys() == ROUTES.keys(), "every route has a handler, every handler a route"
+
+
 def make_app(settings: Settings, *, schedule: bool = True, ingest: bool = True,
              clock: Clock = utc_now) -> web.Application:
     """The service. With schedule=False nothing scans by itself (tests call
     app[INGESTER].scan()); with ingest=False it is a replica serving what
     another process ingests into the same database."""
     app = web.Application(middlewares=[metrics_middleware, errors_middleware])
-    app[LIVE] = Live(settings)
-    cache = app[CACHE] = FeedCache()
-    app[METRICS] = Metrics(lambda: (cache.hits, cache.misses))
-    app[SCHEDULE] = schedule
-    app[INGEST] = ingest
-    app[CLOCK] = clock
+    service.setup(app, settings, schedule=schedule, ingest=ingest, clock=clock)
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("aggregator", "templates"),
@@ -466,17 +311,6 @@ def make_app(settings: Settings, *, schedule: bool = True, ingest: bool = True,
     )
     env.filters["paragraphs"] = lambda text: jinja2.utils.markupsafe.Markup(text_to_html(text or ""))
     env.filters["isodate"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M UTC")
-    app.cleanup_ctx.append(storage_ctx)
-    app.cleanup_ctx.append(ingester_ctx)
-    fmt = "{fmt:rss|atom|json}"
-    app.router.add_get(f"/feeds/all.{fmt}", overall_feed)
-    app.router.add_get(f"/feeds/tags/{{tags}}.{fmt}", tag_feed)
-    app.router.add_get("/feeds.opml", subscriptions)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/status.json", status)
-    app.router.add_get("/", index_page)
-    app.router.add_get("/tags/{slug}", tag_page)
-    app.router.add_get("/items/{key}", item_page)
+    for name, handler in HANDLERS.items():
+        app.router.add_get(ROUTES[name], handler, name=name)
     return app

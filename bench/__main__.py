@@ -21,7 +21,8 @@ from pathlib import Path
 import aiohttp
 
 from aggregator import dedupe
-from aggregator.ingest import read_page, run_once, sightings_of
+from aggregator.ingest import run_once, sightings_of
+from aggregator.parse import read_page
 from aggregator.storage import Storage
 from bench.corpus import generate
 

@@ -12,10 +12,10 @@ import pytest
 
 from aggregator.config import Settings, settings_from
 from aggregator.storage import Storage
-from aggregator.web import INGESTER, make_app
+from aggregator.service import INGESTER
+from aggregator.web import make_app
+from helpers import SEEDS, FakeClock, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-SEEDS = ROOT / "seeds"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -27,20 +27,6 @@ def pytest_runtest_makereport(item, call):
     if os.environ.get("CI") == "true" and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"skipped on CI, where nothing may be: {report.longrepr}"
-
-
-class FakeClock:
-    """The clock is outside the process: tests move it by hand."""
-
-    def __init__(self, start: datetime = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)):
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float = 60) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 @pytest.fixture
@@ -85,14 +71,6 @@ def storage(settings: Settings) -> Iterator[Storage]:
     store.close()
 
 
-def write_seed(folder: Path, name: str, text: str, minute: int = 30) -> Path:
-    path = folder / name
-    path.write_text(text, encoding="utf-8")
-    stamp = datetime(2026, 11, 20, 9, minute, tzinfo=timezone.utc).timestamp()
-    os.utime(path, (stamp, stamp))
-    return path
-
-
 @pytest.fixture
 async def client(aiohttp_client, settings, clock):
     """The real app after one scan of the seeds, without its scheduler."""
@@ -100,12 +78,6 @@ async def client(aiohttp_client, settings, clock):
     client = await aiohttp_client(app)
     await app[INGESTER].scan()
     return client
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -171,8 +143,6 @@ def database_url(request) -> str:
         return "sqlite:///data/test.db"
     return request.getfixturevalue("postgresql_url_migrated")
 
-
-both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import tempfile
 import aiohttp
 import pytest
 
-from conftest import free_port, write_seed
-from aggregator.web import INGESTER, settings_of
+from helpers import free_port, write_seed
+from aggregator.service import INGESTER, settings_of
 
 PHONE = (390, 844)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -10,7 +10,7 @@ import urllib.request
 import feedparser
 import pytest
 
-from conftest import free_port
+from helpers import free_port
 
 
 @pytest.fixture

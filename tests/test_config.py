@@ -7,7 +7,7 @@ import pytest
 
 from aggregator.config import OPTIONS, flatten, load_settings, settings_from
 from aggregator.errors import ConfigError
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_shipped_config_documents_every_key_with_its_default():
@@ -30,7 +30,7 @@ def test_readme_documents_every_key():
 def test_shipped_config_loads(tmp_path):
     settings = load_settings(ROOT / "config.toml")
     assert settings.seeds_dir == ROOT / "seeds"
-    assert settings.database_url == f"sqlite:///{ROOT / 'data' / 'aggregator.db'}"
+    assert str(settings.database_url) == f"sqlite:///{ROOT / 'data' / 'aggregator.db'}"
     assert (settings.server_host, settings.server_port, settings.feeds_limit) == ("127.0.0.1", 8080, 50)
 
 

@@ -10,7 +10,7 @@ import time
 import feedparser
 from lxml import etree
 
-from test_daemon import Daemon, get, run, wait_for
+from helpers import Daemon, get, run, wait_for
 
 FILES = 1200
 KILLS = 20

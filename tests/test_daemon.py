@@ -16,75 +16,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from conftest import free_port, write_seed
-
-TAG_PAGE = ("Contents tagged with Idlib\n\n  • {title}\n\n"
-            "    A story that nobody has seen before, about {title}, long enough to be told apart …\n")
-
-
-def run(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aggregator", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def get(url: str, timeout: float = 5) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read()
-
-
-def wait_for(predicate, seconds: float, step: float = 0.05):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
-
-class Daemon:
-    """`aggregator serve` in a subprocess, on its own port and files."""
-
-    def __init__(self, tmp_path: Path, seeds: Path, extra: str = ""):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.config = tmp_path / "config.toml"
-        self.seeds = seeds
-        self.log = tmp_path / "serve.log"
-        self.write_config(extra)
-        self.process: subprocess.Popen | None = None
-
-    def write_config(self, extra: str = "", title: str = "Test feeds") -> None:
-        self.config.write_text(
-            f'[seeds]\ndir = "{self.seeds}"\ninterval_seconds = 3600\n'
-            f'[database]\nurl = "sqlite:///state/agg.db"\n'
-            f'[server]\nport = {self.port}\nbase_url = "{self.base}"\n'
-            f'[feeds]\nexport_dir = "public"\ntitle = "{title}"\n'
-            f'[daemon]\npid_file = "state/agg.pid"\nlog_file = "state/agg.log"\n{extra}')
-
-    def start(self, env: dict | None = None, *args: str) -> subprocess.Popen:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "aggregator", "--config", str(self.config), *args, "serve"],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env={**os.environ, **(env or {})})
-        return self.process
-
-    def ready(self, seconds: float = 20) -> None:
-        def answers():
-            try:
-                return json.loads(get(f"{self.base}/readyz", 1))["ready"]
-            except OSError:
-                return False
-        assert wait_for(answers, seconds), self.log.read_text()
-
-    def feed(self, path: str):
-        return feedparser.parse(get(self.base + path))
-
-    def stop(self) -> int:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=10)
-        return self.process.returncode if self.process else 0
-
+from helpers import TAG_PAGE, Daemon, get, run, wait_for, write_seed
 
 @pytest.fixture
 def daemon(tmp_path, seed_dir):

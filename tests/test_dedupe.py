@@ -2,9 +2,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from aggregator import dedupe
+from aggregator import dedupe, names
 from aggregator.model import KnownItem, ParsedItem
-from test_parse import seed_page
+from helpers import seed_page
 
 T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
 
@@ -12,7 +12,7 @@ T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
 def known(item: ParsedItem, id: int = 1, tags=()) -> KnownItem:
     return KnownItem(id=id, guid=f"urn:uuid:{id}", title=item.title, summary=item.summary,
                      content=item.content, published=item.published or T0,
-                     tag_keys=frozenset(dedupe.tag_key(t) for t in tags))
+                     tag_keys=frozenset(names.tag_key(t) for t in tags))
 
 
 STORM_NORTH = ParsedItem(
@@ -95,7 +95,7 @@ def test_merge_of_a_teaser_into_a_stored_article_adds_its_summary():
 
 def test_merging_the_same_sighting_again_changes_nothing():
     item = seed_page("001").items[0]
-    change = dedupe.merge(known(item, tags=item.tags), item, {dedupe.tag_key(t): t for t in item.tags})
+    change = dedupe.merge(known(item, tags=item.tags), item, {names.tag_key(t): t for t in item.tags})
     assert not change.changes_entry
 
 
@@ -110,18 +110,18 @@ def test_merge_adds_only_new_tags():
     [("Côte d'Ivoire", "cote-d-ivoire"), ("Idlib", "idlib"), ("  Middle East / Gulf ", "middle-east-gulf")],
 )
 def test_tag_slugs_are_lowercase_ascii(name, slug):
-    assert dedupe.tag_slug(name) == slug
+    assert names.tag_slug(name) == slug
 
 
 def test_tag_keys_ignore_case_and_normal_form():
-    assert dedupe.tag_key("Energy") == dedupe.tag_key("energy")
-    assert dedupe.tag_key("Cafe\u0301") == dedupe.tag_key("Café")
+    assert names.tag_key("Energy") == names.tag_key("energy")
+    assert names.tag_key("Cafe\u0301") == names.tag_key("Café")
 
 
 def test_ids_are_uuid_urns_and_url_keys_are_hex():
     guid = dedupe.item_guid("Title", "Some text")
     assert guid.startswith("urn:uuid:")
-    assert dedupe.guid_key(guid) == guid[9:].replace("-", "")
+    assert names.guid_key(guid) == guid[9:].replace("-", "")
 
 
 def test_simhash_bands_catch_close_hashes():

@@ -6,9 +6,8 @@ import json
 import pytest
 from lxml import etree
 
-from aggregator.web import INGESTER
-from conftest import both_databases, write_seed
-from test_web import BASE, fetch_feed
+from aggregator.service import INGESTER
+from helpers import BASE, both_databases, fetch_feed, write_seed
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 

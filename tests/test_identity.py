@@ -11,10 +11,11 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from aggregator.errors import SeedError
 from aggregator.evaluate import evaluate
-from aggregator.ingest import read_page, run_once
+from aggregator.ingest import run_once
+from aggregator.parse import read_page
 from aggregator.parse import _XML_FORBIDDEN
 from aggregator.storage import Storage
-from conftest import ROOT, SEEDS, FakeClock
+from helpers import ROOT, SEEDS, FakeClock
 
 CORPUS = ROOT / "tests" / "data" / "corpus"
 LABELS = ROOT / "tests" / "data" / "corpus.expected.json"

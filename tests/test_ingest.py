@@ -6,11 +6,11 @@ import shutil
 import sqlalchemy
 
 from aggregator import dedupe
-from aggregator.ingest import read_page, run_once, scan_file
+from aggregator.ingest import candidates, run_once, scan_file
+from aggregator.parse import read_page
 from aggregator.seeds import seed_files
 from aggregator.storage import KEYS_PER_QUERY, MAX_ITEMS_PER_KEY, Storage
-from conftest import both_databases, write_seed
-from test_parse import seed_page
+from helpers import both_databases, seed_page, write_seed
 
 
 def scan(storage, settings, clock):
@@ -213,7 +213,7 @@ def test_ids_survive_a_copy_of_the_database(storage, settings, clock, tmp_path):
     before = ids_by_title(storage)
     storage.close()
     copy = tmp_path / "copy.db"
-    shutil.copy(settings.database_url.removeprefix("sqlite:///"), copy)
+    shutil.copy(settings.database_url.database, copy)
     restored = Storage(f"sqlite:///{copy}")
     try:
         report = scan(restored, settings, clock)
@@ -251,8 +251,8 @@ def test_a_key_shared_by_many_items_reads_only_the_newest(storage, tmp_path, clo
     assert len({key for fp in fps for key in dedupe.identity_keys(fp)}) > KEYS_PER_QUERY
     probe = dedupe.fingerprint("Daily briefing", "Words no story on the page has ever used at all here.")
     with storage.writer(clock()) as writer:
-        found = writer.candidates([probe])
-        newest = sorted(writer.candidates(fps))[-MAX_ITEMS_PER_KEY:]
+        found = candidates(writer, [probe])
+        newest = sorted(candidates(writer, fps))[-MAX_ITEMS_PER_KEY:]
     assert sorted(found) == newest and len(found) == MAX_ITEMS_PER_KEY
     shutil.copy(folder / "briefings.txt", folder / "again.txt")
     report = run_once(storage, folder, clock=clock)

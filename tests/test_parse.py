@@ -4,9 +4,9 @@ from datetime import datetime, timezone
 import pytest
 
 from aggregator.errors import SeedError
-from aggregator.ingest import read_page
+from aggregator.parse import read_page
 from aggregator.parse import clean_text, parse_page
-from parse_cases import DEFAULT_MTIME, ROOT, cases, parse_case
+from helpers import DEFAULT_MTIME, ROOT, cases, parse_case, seed_page
 
 CASES = cases()
 
@@ -21,11 +21,6 @@ def test_every_case_has_an_expectation():
     assert len(CASES) >= 9
     missing = [str(e) for _, e in CASES if not e.exists()]
     assert not missing
-
-
-def seed_page(prefix):
-    path = next((ROOT / "seeds").glob(f"{prefix}_*.txt"))
-    return read_page(path.read_bytes(), datetime(2026, 11, 21, tzinfo=timezone.utc))
 
 
 def test_shipped_seeds_have_their_layouts_and_counts():

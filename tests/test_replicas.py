@@ -4,8 +4,7 @@ import subprocess
 import sys
 import urllib.request
 
-from conftest import free_port, write_seed
-from test_daemon import TAG_PAGE, Daemon, get, run, wait_for
+from helpers import TAG_PAGE, Daemon, free_port, get, run, wait_for, write_seed
 
 
 def test_replicas_serve_new_items_with_the_same_bytes(postgres_url, tmp_path, seed_dir):

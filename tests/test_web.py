@@ -11,23 +11,9 @@ from lxml import etree
 
 from datetime import timedelta
 
-from aggregator.web import CACHE, INGESTER, make_app
-from conftest import both_databases, write_seed
-from test_parse import seed_page
-
-BASE = "http://feeds.example.test"
-
-
-async def fetch_feed(client, path, count=None):
-    response = await client.get(path)
-    assert response.status == 200, await response.text()
-    body = await response.read()
-    feed = feedparser.parse(body)
-    assert not feed.bozo, feed.get("bozo_exception")
-    if count is not None:
-        assert len(feed.entries) == count
-    return response, body, feed
-
+from aggregator.service import CACHE, INGESTER
+from aggregator.web import make_app
+from helpers import BASE, both_databases, fetch_feed, seed_page, write_seed
 
 @pytest.mark.parametrize(
     "path,count,media_type",
@@ -331,7 +317,7 @@ async def test_a_failing_database_keeps_serving_the_last_good_data(client, setti
 
 
 async def test_the_feed_cache_stays_bounded(client):
-    from aggregator.web import MAX_CACHED_FEEDS
+    from aggregator.cache import MAX_CACHED_FEEDS
 
     cache = client.app[CACHE]
     for page_size in range(1, MAX_CACHED_FEEDS + 1):

@@ -1,0 +1,116 @@
+"""Everything specific to SQLite: connection set-up, the write-ahead log's
+checkpointer, the file lock of the one ingester, insert-if-absent."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from pathlib import Path
+
+from sqlalchemy import Table, create_engine, event
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.dml import Insert
+
+from aggregator.errors import StorageError
+from aggregator.storage.engine import IngestLock
+
+log = logging.getLogger(__name__)
+
+# The writer checkpoints itself past this many log pages (200 MB): only a
+# checkpoint with nothing written after it lets the log start over, and while
+# an ingest runs that is the writer's own. A log that grows slows every read a
+# little, so the limit is not larger.
+WAL_PAGES_MAX = 50_000
+WAL_BYTES_KEPT = 64 * 1024 * 1024  # what a log shrinks back to when it starts over
+CHECKPOINT_SECONDS = 1.0
+
+
+def _on_connect(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the server read while the ingester writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    # Ingest writes keys all over large indexes: a bigger page cache helps, and
+    # the log is copied back into the file mostly by the Checkpointer's thread.
+    cursor.execute("PRAGMA cache_size=-32768")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES_MAX}")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_BYTES_KEPT}")
+    cursor.close()
+
+
+def _file(url: URL) -> str | None:
+    """The database file, or None for an in-memory database."""
+    return url.database if url.database not in (None, "", ":memory:") else None
+
+
+def make_engine(url: URL) -> Engine:
+    if (database := _file(url)) is not None:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _on_connect)
+    return engine
+
+
+def insert_if_absent(table: Table) -> Insert:
+    return insert(table).on_conflict_do_nothing()
+
+
+def ingest_lock(engine: Engine) -> IngestLock:
+    """A file lock beside the database, holding the pid of its holder."""
+    database = _file(engine.url)
+    if database is None:
+        return IngestLock(None)
+    handle = open(database + ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise StorageError(f"another aggregator (pid {holder}) is already ingesting into "
+                           f"{database}; stop it first") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return IngestLock(handle.close)
+
+
+class Checkpointer:
+    """Copies an SQLite store's write-ahead log back into the database file on
+    a thread of its own. Done by the writing thread, a checkpoint waits for
+    the disk to write back every index page the log holds, and at a million
+    items those lie all over the file: a quarter of the ingest's time went
+    there. Here the ingest goes on writing while the disk works, and the
+    writer's own checkpoints find most pages already copied. PASSIVE: it never
+    waits for, nor blocks, a reader or the writer."""
+
+    def __init__(self, engine: Engine, seconds: float = CHECKPOINT_SECONDS):
+        self._engine = engine
+        self._seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._seconds):
+            try:
+                with self._engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+            except SQLAlchemyError as error:  # the writer's own checkpoints still bound the log
+                log.warning("WAL checkpoint failed: %s", str(getattr(error, "orig", error)).splitlines()[0])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def checkpointer(engine: Engine) -> Checkpointer | None:
+    """A file that is written to gets its checkpointer."""
+    return Checkpointer(engine) if _file(engine.url) is not None else None

@@ -1,0 +1,294 @@
+"""`Storage`: the store behind a URL, its transactions and every read the
+feeds, pages and commands make."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from sqlalchemy import exists, func, select, union, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.sql.selectable import Subquery
+
+from aggregator.errors import StorageError
+from aggregator.model import FileState, FileStatus, SourceFile, StoredItem, Tag
+from aggregator.names import tag_key
+from aggregator.storage import migrate
+from aggregator.storage.engine import IngestLock, backend, make_engine, reason_of
+from aggregator.storage.schema import (
+    ItemRow,
+    SourceRow,
+    StateRow,
+    TagRow,
+    item_tags,
+    sightings,
+    sources_table,
+    tags_table,
+)
+from aggregator.storage.writer import Writer
+
+# What a feed or page shows of an item, loaded in three queries for any number of items.
+WHOLE_ITEM = (selectinload(ItemRow.tags), selectinload(ItemRow.sources), selectinload(ItemRow.related))
+
+
+def _tag(row: TagRow) -> Tag:
+    return Tag(name=row.name, slug=row.slug)
+
+
+def _stored(row: ItemRow) -> StoredItem:
+    return StoredItem(
+        guid=row.guid,
+        key=row.key,
+        title=row.title,
+        summary=row.summary,
+        content=row.content,
+        published=row.published,
+        updated=row.updated,
+        tags=tuple(_tag(t) for t in row.tags),
+        sources=tuple(s.path for s in row.sources),
+        related=tuple((r.key, r.title) for r in row.related),
+    )
+
+
+def _tag_id(slug: str):
+    return select(tags_table.c.id).where(tags_table.c.slug == slug).scalar_subquery()
+
+
+def _tagged_page(slugs: Sequence[str], match_all: bool, limit: int, offset: int) -> Subquery:
+    """(item_id, published) of one page of the items carrying any (or all) of
+    the tags, in feed order. Each tag is read along its index in feed order
+    and no further than the page needs; for all of them, the first tag's
+    items are read in order and kept if they carry the others."""
+    tagged = item_tags.c
+
+    def newest(slug: str):
+        return (select(tagged.item_id, tagged.published).where(tagged.tag_id == _tag_id(slug))
+                .order_by(tagged.published.desc(), tagged.item_id))
+
+    if match_all or len(slugs) == 1:
+        first, *others = slugs
+        query = newest(first)
+        for slug in others:
+            other = item_tags.alias()
+            query = query.where(exists().where(other.c.item_id == tagged.item_id,
+                                               other.c.tag_id == _tag_id(slug)))
+        return query.limit(limit).offset(offset).subquery()
+    # Any of them: the page lies within the first limit + offset of each tag.
+    parts = [newest(slug).limit(limit + offset).subquery() for slug in slugs]
+    either = union(*(select(part.c.item_id, part.c.published) for part in parts)).subquery()
+    return (select(either.c.item_id, either.c.published)
+            .order_by(either.c.published.desc(), either.c.item_id)
+            .limit(limit).offset(offset).subquery())
+
+
+class Storage:
+    """The store behind a URL. `migrate` brings an older schema up to date on
+    opening (the default for SQLite); otherwise an out-of-date schema is
+    refused with the command that fixes it. A context manager: leaving it
+    closes the store."""
+
+    def __init__(self, url: str | URL, migrate: bool | None = None):
+        self.engine = make_engine(url)
+        self.url = self.engine.url
+        self._backend = backend(self.engine.dialect.name)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._checkpointer = None
+        self._checkpointer_asked = False
+        self._checkpointer_lock = threading.Lock()
+        if migrate is None:
+            migrate = self.engine.dialect.name == "sqlite"
+        try:
+            if migrate:
+                self.upgrade()
+            else:
+                self.check_schema()
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    # --- schema ----------------------------------------------------------------
+
+    def schema_revisions(self) -> tuple[str | None, str]:
+        """(the database's schema revision, the newest this code knows)."""
+        with self._errors("read the schema version"), self.engine.connect() as connection:
+            return migrate.current(connection), migrate.head()
+
+    def check_schema(self) -> None:
+        current, head = self.schema_revisions()
+        if current == head:
+            return
+        self._check_not_newer(current)
+        raise StorageError(f"the database schema is at {current or 'nothing'}, this aggregator needs "
+                           f"{head}: run `aggregator db upgrade`")
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest revision (creating it in an empty database)."""
+        current, head = self.schema_revisions()
+        if current == head:
+            return
+        self._check_not_newer(current)
+        with self._errors("upgrade the schema"), self.engine.begin() as connection:
+            migrate.upgrade(connection)
+
+    @staticmethod
+    def _check_not_newer(current: str | None) -> None:
+        if not migrate.is_known(current):
+            raise StorageError(f"the database schema ({current}) is newer than this aggregator "
+                               "knows; upgrade aggregator")
+
+    # --- life ------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._checkpointer_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
+        self.engine.dispose()
+
+    def ingest_lock(self) -> IngestLock:
+        """Become the database's only ingester, or raise StorageError saying who is."""
+        return self._backend.ingest_lock(self.engine)
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as error:
+            raise StorageError(f"database error while trying to {doing}: {reason_of(error)}") from error
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._errors("read"), self._sessions() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def writer(self, now: datetime) -> Iterator[Writer]:
+        """One transaction: everything written inside lands together or not at all."""
+        if not self._checkpointer_asked:  # a store that is written to gets one, where its database wants it
+            with self._checkpointer_lock:
+                if not self._checkpointer_asked:
+                    self._checkpointer = self._backend.checkpointer(self.engine)
+                    self._checkpointer_asked = True
+        with self._errors("write"), self.engine.begin() as connection:
+            writer = Writer(connection, now)
+            yield writer
+            if writer.changed:
+                connection.execute(update(StateRow).where(StateRow.key == "data_version")
+                                   .values(value=StateRow.value + 1))
+
+    # --- seed files -------------------------------------------------------------
+
+    def sources(self) -> dict[str, SourceFile]:
+        c = sources_table.c
+        columns = (c.path, c.size, c.mtime_ns, c.sha256, c.status, c.reason, c.item_count, c.checked_at)
+        with self._errors("read"), self.engine.connect() as connection:
+            rows = connection.execute(select(*columns).order_by(c.path)).all()
+        return {path: SourceFile(path, size, mtime_ns, sha256, FileStatus(status), reason, count, checked)
+                for path, size, mtime_ns, sha256, status, reason, count, checked in rows}
+
+    def file_states(self) -> dict[str, FileState]:
+        """Every seed file's size, mtime and status, by path: all a rescan
+        needs to pass over an unchanged file, read as plainly as possible."""
+        # Straight from the driver's cursor: wrapping each of tens of thousands
+        # of rows in a result row cost more than reading them.
+        with self._errors("read"), self.engine.connect() as connection:
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute("SELECT path, size, mtime_ns, status FROM sources")
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        return {path: FileState(size, mtime_ns, status) for path, size, mtime_ns, status in rows}
+
+    def content_hash(self, path: str) -> str | None:
+        """The SHA-256 of a seed file's bytes when it was last read."""
+        with self._errors("read"), self.engine.connect() as connection:
+            return connection.scalar(select(sources_table.c.sha256).where(sources_table.c.path == path))
+
+    # --- feeds and pages ----------------------------------------------------------
+
+    def sightings(self) -> list[tuple[str, int, str, str]]:
+        """(file, position on the page, title shown there, item guid) of every sighting."""
+        with self._read() as session:
+            rows = session.execute(
+                select(SourceRow.path, sightings.c.position, sightings.c.title, ItemRow.guid)
+                .join(SourceRow, SourceRow.id == sightings.c.source_id)
+                .join(ItemRow, ItemRow.id == sightings.c.item_id)
+                .order_by(SourceRow.path, sightings.c.position)
+            )
+            return [tuple(row) for row in rows]
+
+    def data_version(self) -> int:
+        with self._read() as session:
+            return session.scalar(select(StateRow.value).where(StateRow.key == "data_version")) or 0
+
+    def ping(self) -> None:
+        """Raise StorageError unless the database answers."""
+        with self._read() as session:
+            session.execute(select(1))
+
+    def stats(self) -> tuple[int, int, dict[str, int]]:
+        """(items, tags, seed files by status)."""
+        with self._read() as session:
+            items = session.scalar(select(func.count(ItemRow.id))) or 0
+            tags = session.scalar(select(func.count(TagRow.id))) or 0
+            files = dict(session.execute(
+                select(SourceRow.status, func.count(SourceRow.id)).group_by(SourceRow.status)).all())
+            return items, tags, files
+
+    def item_count(self) -> int:
+        with self._read() as session:
+            return session.scalar(select(func.count(ItemRow.id))) or 0
+
+    def tags(self) -> list[tuple[Tag, int]]:
+        """Every tag with its item count, by name."""
+        with self._read() as session:
+            rows = session.execute(
+                select(TagRow, func.count(item_tags.c.item_id))
+                .join(item_tags, item_tags.c.tag_id == TagRow.id)
+                .group_by(TagRow.id)
+                .order_by(TagRow.key)
+            )
+            return [(_tag(tag), count) for tag, count in rows]
+
+    def find_tag(self, slug_or_name: str) -> Tag | None:
+        """A tag by its slug, or by its name in any case or normal form."""
+        with self._read() as session:
+            row = session.scalar(select(TagRow).where(TagRow.slug == slug_or_name.lower()))
+            if row is None:
+                row = session.scalar(select(TagRow).where(TagRow.key == tag_key(slug_or_name)))
+            return None if row is None else _tag(row)
+
+    def newest_items(self, limit: int, offset: int = 0,
+                     tag_slugs: Sequence[str] = (), match_all: bool = False) -> list[StoredItem]:
+        """Items newest first; with tags, those carrying any (or all) of them."""
+        if tag_slugs:
+            page = _tagged_page(sorted(set(tag_slugs)), match_all, limit, offset)
+            query = (select(ItemRow).join(page, page.c.item_id == ItemRow.id)
+                     .order_by(page.c.published.desc(), page.c.item_id))
+        else:
+            query = (select(ItemRow).order_by(ItemRow.published.desc(), ItemRow.id.asc())
+                     .limit(limit).offset(offset))
+        with self._read() as session:
+            return [_stored(row) for row in session.scalars(query.options(*WHOLE_ITEM))]
+
+    def all_items(self) -> list[StoredItem]:
+        with self._read() as session:
+            rows = session.scalars(select(ItemRow).order_by(ItemRow.published.desc(), ItemRow.id.asc())
+                                   .options(*WHOLE_ITEM))
+            return [_stored(row) for row in rows]
+
+    def item(self, key: str) -> StoredItem | None:
+        with self._read() as session:
+            row = session.scalar(select(ItemRow).where(ItemRow.key == key).options(*WHOLE_ITEM))
+            return None if row is None else _stored(row)

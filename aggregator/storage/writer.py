@@ -1,0 +1,231 @@
+"""Every write to the store, and the reads an ingest makes inside its
+transaction. Policy stays out: the writer fetches what dedup asks for and
+writes what dedup planned."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import TextClause
+
+from aggregator.model import FileStatus, KnownItem, PagePlan, PlannedItem, SourceFile
+from aggregator.names import guid_key, tag_key, tag_slug
+from aggregator.storage.engine import insert_if_absent
+from aggregator.storage.schema import (
+    item_links,
+    item_sources,
+    item_tags,
+    fingerprints_table,
+    items_table,
+    sightings,
+    sources_table,
+    tags_table,
+)
+
+# Candidate lookups read at most this many items (the newest) per key, so
+# their cost does not grow with the store.
+MAX_ITEMS_PER_KEY = 50
+MAX_ITEMS_PER_TOPIC = 10
+KEYS_PER_QUERY = 200  # SQLite allows 500 terms in one compound SELECT
+
+KeyRow = tuple[str, str, int, "int | None"]  # (kind, value, item id, SimHash of a band key)
+
+_UNSIGNED = (1 << 64) - 1
+
+
+def _signed(value: int) -> int:
+    """A 64-bit SimHash as the signed BIGINT every database has."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+@functools.lru_cache(maxsize=KEYS_PER_QUERY)
+def _newest_per_key(count: int) -> TextClause:
+    """One index range read per key, bounded by its LIMIT, for `count` keys.
+    Written as SQL text because every database reads it the same way and
+    building it as an expression tree on each call cost more than running it."""
+    part = ("SELECT * FROM (SELECT kind, value, item_id, simhash FROM fingerprints "
+            "WHERE kind = :k{n} AND value = :v{n} ORDER BY item_id DESC LIMIT :per_key) AS p{n}")
+    return text(" UNION ALL ".join(part.format(n=n) for n in range(count)))
+
+
+class Writer:
+    """One ingest transaction. A page costs a fixed handful of statements
+    whatever its number of items: one query finds the rows of all its keys,
+    and rows are written many at a time."""
+
+    def __init__(self, connection: Connection, now: datetime):
+        self.connection = connection
+        self.now = now
+        self.changed = False  # anything a feed shows
+
+    # --- what dedup asks for -------------------------------------------------
+
+    def keyed_rows(self, keys: Iterable[tuple[str, str]], per_key: int = MAX_ITEMS_PER_KEY) -> list[KeyRow]:
+        """Rows of the items known by any of the (kind, value) keys, at most
+        the `per_key` newest items per key: a key common to thousands of items
+        (a stock headline, a chance SimHash band) costs no more than a rare one."""
+        rows: list[KeyRow] = []
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), KEYS_PER_QUERY):
+            chunk = ordered[start : start + KEYS_PER_QUERY]
+            params: dict[str, object] = {"per_key": per_key}
+            for n, (kind, value) in enumerate(chunk):
+                params[f"k{n}"], params[f"v{n}"] = kind, value
+            rows.extend((kind, value, item_id, None if simhash is None else simhash & _UNSIGNED)
+                        for kind, value, item_id, simhash
+                        in self.connection.execute(_newest_per_key(len(chunk)), params))
+        return rows
+
+    def tag_keys(self, ids: Sequence[int]) -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {}
+        for item_id, key in self.connection.execute(
+            select(item_tags.c.item_id, tags_table.c.key)
+            .join(tags_table, tags_table.c.id == item_tags.c.tag_id)
+            .where(item_tags.c.item_id.in_(ids))
+        ):
+            found.setdefault(item_id, set()).add(key)
+        return found
+
+    def known_items(self, ids: Sequence[int], with_tags: bool = False) -> list[KnownItem]:
+        """The items as dedup compares them (without the keys they were found by)."""
+        items = items_table.c
+        tags = self.tag_keys(ids) if with_tags else {}
+        rows = self.connection.execute(
+            select(items.id, items.guid, items.title, items.summary, items.content, items.published)
+            .where(items.id.in_(ids)))
+        return [KnownItem(*row, tag_keys=frozenset(tags.get(row.id, ()))) for row in rows]
+
+    def titles(self, ids: Iterable[int]) -> list[tuple[int, str]]:
+        items = items_table.c
+        return [tuple(row) for row in self.connection.execute(select(items.id, items.title)
+                                                              .where(items.id.in_(ids)))]
+
+    def taken_guids(self, guids: Sequence[str]) -> set[str]:
+        if not guids:
+            return set()
+        return set(self.connection.scalars(select(items_table.c.guid).where(items_table.c.guid.in_(guids))))
+
+    # --- seed files -----------------------------------------------------------
+
+    def record_source(self, source: SourceFile) -> int:
+        """Record what was read of a seed file; its id."""
+        table = sources_table
+        values = {"size": source.size, "mtime_ns": source.mtime_ns, "sha256": source.sha256,
+                  "status": source.status, "reason": source.reason, "item_count": source.item_count,
+                  "checked_at": self.now}
+        source_id = self.connection.scalar(select(table.c.id).where(table.c.path == source.path))
+        if source_id is None:
+            return self.connection.scalar(insert(table).values(path=source.path, **values)
+                                          .returning(table.c.id))
+        self.connection.execute(update(table).where(table.c.id == source_id).values(**values))
+        return source_id
+
+    def touch_source(self, path: str, size: int, mtime_ns: int) -> None:
+        """Same bytes, new size or mtime: remember them so the next scan skips the file."""
+        self.connection.execute(update(sources_table).where(sources_table.c.path == path)
+                                .values(size=size, mtime_ns=mtime_ns, checked_at=self.now))
+
+    def mark_missing(self, paths: Sequence[str]) -> None:
+        if paths:
+            self.connection.execute(
+                update(sources_table).where(sources_table.c.path.in_(paths))
+                .values(status=FileStatus.MISSING, reason="file no longer in the seed folder",
+                        checked_at=self.now))
+
+    # --- a page's plan ----------------------------------------------------------
+
+    def _insert_new(self, table: Table, rows: list[dict]) -> None:
+        if rows:
+            self.connection.execute(insert_if_absent(self.connection.dialect.name, table), rows)
+
+    def save(self, plan: PagePlan, source_id: int) -> None:
+        """Write a page's plan: its new items, changes, keys, tags and sightings."""
+        ids = self._insert_items([item for item in plan.items if item.is_new])
+
+        def stored(ref: int) -> int:
+            return ids.get(ref, ref)
+
+        changed = [item for item in plan.items if not item.is_new]
+        if changed:
+            self.connection.execute(
+                update(items_table).where(items_table.c.id == bindparam("item_id")),
+                [{"item_id": item.ref, "title": item.title, "summary": item.summary,
+                  "content": item.content, "published": item.published, "updated": self.now}
+                 for item in changed])
+            # Rows whose date is already right are left alone, not rewritten.
+            tagged = item_tags.c
+            self.connection.execute(
+                update(item_tags)
+                .where(tagged.item_id == bindparam("tagged_item"), tagged.published != bindparam("moved_to"))
+                .values(published=bindparam("moved_to")),
+                [{"tagged_item": item.ref, "moved_to": item.published} for item in changed])
+        tag_ids = self._tag_ids([name for item in plan.items for name in item.new_tags])
+        self._insert_new(item_tags, [{"item_id": stored(item.ref), "tag_id": tag_ids[tag_key(name)],
+                                      "published": item.published}
+                                     for item in plan.items for name in item.new_tags])
+        self._insert_new(fingerprints_table, [
+            {"item_id": stored(ref), "kind": kind, "value": value,
+             "simhash": None if simhash is None else _signed(simhash)}
+            for ref, kind, value, simhash in plan.keys])
+        self._insert_new(item_sources, [{"item_id": stored(ref), "source_id": source_id}
+                                        for ref in dict.fromkeys(ref for ref, _ in plan.sightings)])
+        self.connection.execute(sightings.delete().where(sightings.c.source_id == source_id))
+        if plan.sightings:
+            self.connection.execute(sightings.insert(), [
+                {"source_id": source_id, "position": position, "item_id": stored(ref), "title": title}
+                for position, (ref, title) in enumerate(plan.sightings)])
+        self._link([(stored(a), stored(b)) for a, b in plan.links])
+        self.changed = self.changed or bool(plan.items)
+
+    def _insert_items(self, new: list[PlannedItem]) -> dict[int, int]:
+        """Insert new items; their ids by ref."""
+        if not new:
+            return {}
+        rows = [{"guid": item.guid, "key": guid_key(item.guid), "title": item.title,
+                 "summary": item.summary, "content": item.content, "published": item.published,
+                 "updated": self.now, "first_seen": self.now} for item in new]
+        result = self.connection.execute(
+            insert(items_table).returning(items_table.c.id, sort_by_parameter_order=True), rows)
+        return {item.ref: item_id for item, item_id in zip(new, result.scalars())}
+
+    def _tag_ids(self, names: Sequence[str]) -> dict[str, int]:
+        """Tag ids by key, creating the tags not seen before."""
+        by_key = {tag_key(name): name for name in reversed(names)}  # the first name shown wins
+        if not by_key:
+            return {}
+        table = tags_table
+        ids = dict(self.connection.execute(select(table.c.key, table.c.id).where(table.c.key.in_(by_key))).all())
+        for key in sorted(by_key.keys() - ids.keys()):
+            name = by_key[key]
+            ids[key] = self.connection.scalar(insert(table).values(
+                name=name, key=key, slug=self._free_slug(tag_slug(name))).returning(table.c.id))
+        return ids
+
+    def _free_slug(self, slug: str) -> str:
+        # Two tags may fold to one slug ("C" and "C++"): the later one is numbered.
+        candidate, n = slug, 1
+        while self.connection.scalar(select(tags_table.c.id).where(tags_table.c.slug == candidate)) is not None:
+            n += 1
+            candidate = f"{slug}-{n}"
+        return candidate
+
+    def _link(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Record pairs of items as reports of one event; both entries gain a
+        link, so both count as updated for the feeds."""
+        if not pairs:
+            return
+        links = item_links.c
+        existing = set(self.connection.execute(
+            select(links.item_id, links.related_id).where(links.item_id.in_({a for a, _ in pairs}))).all())
+        new = [(a, b) for a, b in dict.fromkeys(pairs) if (a, b) not in existing]
+        if not new:
+            return
+        self.connection.execute(item_links.insert(), [
+            {"item_id": x, "related_id": y} for a, b in new for x, y in ((a, b), (b, a))])
+        self.connection.execute(update(items_table).where(items_table.c.id.in_({i for p in new for i in p}))
+                                .values(updated=self.now))
+        self.changed = True

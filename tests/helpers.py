@@ -1,0 +1,179 @@
+"""What tests share besides fixtures: the clock they move by hand, writing
+seed files, reading feeds back, the service as a subprocess, and the parse
+cases (each input file beside its expected result)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from aggregator.model import Page
+from aggregator.parse import read_page
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+DATA = ROOT / "tests" / "data"
+DEFAULT_MTIME = "2026-11-21T12:00:00+00:00"
+BASE = "http://feeds.example.test"  # server.base_url of the test settings
+
+
+class FakeClock:
+    """The clock is outside the process: tests move it by hand."""
+
+    def __init__(self, start: datetime = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float = 60) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+def write_seed(folder: Path, name: str, text: str, minute: int = 30) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    stamp = datetime(2026, 11, 20, 9, minute, tzinfo=timezone.utc).timestamp()
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Runs a test on an SQLite file and on a migrated PostgreSQL database (the
+# `database_url` fixture in conftest.py).
+both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+
+
+def seed_page(prefix):
+    path = next((ROOT / "seeds").glob(f"{prefix}_*.txt"))
+    return read_page(path.read_bytes(), datetime(2026, 11, 21, tzinfo=timezone.utc))
+
+
+async def fetch_feed(client, path, count=None):
+    response = await client.get(path)
+    assert response.status == 200, await response.text()
+    body = await response.read()
+    feed = feedparser.parse(body)
+    assert not feed.bozo, feed.get("bozo_exception")
+    if count is not None:
+        assert len(feed.entries) == count
+    return response, body, feed
+
+
+# --- the service as a subprocess -----------------------------------------------
+
+TAG_PAGE = ("Contents tagged with Idlib\n\n  • {title}\n\n"
+            "    A story that nobody has seen before, about {title}, long enough to be told apart …\n")
+
+
+def run(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aggregator", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def get(url: str, timeout: float = 5) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def wait_for(predicate, seconds: float, step: float = 0.05):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+class Daemon:
+    """`aggregator serve` in a subprocess, on its own port and files."""
+
+    def __init__(self, tmp_path: Path, seeds: Path, extra: str = ""):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.config = tmp_path / "config.toml"
+        self.seeds = seeds
+        self.log = tmp_path / "serve.log"
+        self.write_config(extra)
+        self.process: subprocess.Popen | None = None
+
+    def write_config(self, extra: str = "", title: str = "Test feeds") -> None:
+        self.config.write_text(
+            f'[seeds]\ndir = "{self.seeds}"\ninterval_seconds = 3600\n'
+            f'[database]\nurl = "sqlite:///state/agg.db"\n'
+            f'[server]\nport = {self.port}\nbase_url = "{self.base}"\n'
+            f'[feeds]\nexport_dir = "public"\ntitle = "{title}"\n'
+            f'[daemon]\npid_file = "state/agg.pid"\nlog_file = "state/agg.log"\n{extra}')
+
+    def start(self, env: dict | None = None, *args: str) -> subprocess.Popen:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "--config", str(self.config), *args, "serve"],
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env={**os.environ, **(env or {})})
+        return self.process
+
+    def ready(self, seconds: float = 20) -> None:
+        def answers():
+            try:
+                return json.loads(get(f"{self.base}/readyz", 1))["ready"]
+            except OSError:
+                return False
+        assert wait_for(answers, seconds), self.log.read_text()
+
+    def feed(self, path: str):
+        return feedparser.parse(get(self.base + path))
+
+    def stop(self) -> int:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=10)
+        return self.process.returncode if self.process else 0
+
+
+# --- parse cases -----------------------------------------------------------------
+
+def cases() -> list[tuple[Path, Path]]:
+    """(input, expectation) pairs: the shipped seeds and tests/data/pages."""
+    pairs = [(p, DATA / "seeds" / f"{p.name}.expected.json") for p in sorted((ROOT / "seeds").glob("*.txt"))]
+    pairs += [(p, p.with_name(f"{p.name}.expected.json")) for p in sorted((DATA / "pages").glob("*.txt"))]
+    return pairs
+
+
+def page_json(page: Page, mtime: str) -> dict:
+    return {
+        "mtime": mtime,
+        "layout": page.layout,
+        "tag": page.tag,
+        "items": [
+            {
+                "title": item.title,
+                "summary": item.summary,
+                "content": item.content,
+                "published": item.published.isoformat() if item.published else None,
+                "tags": list(item.tags),
+            }
+            for item in page.items
+        ],
+    }
+
+
+def parse_case(source: Path, mtime: str) -> dict:
+    page = read_page(source.read_bytes(), datetime.fromisoformat(mtime))
+    return page_json(page, mtime)
