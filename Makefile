@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,12 @@ $(VENV)/.installed-test: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/aggregator --config $(CONFIG) serve
 
-test: $(VENV)/.installed-test
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The rules are in pyproject.toml ([tool.ruff]).
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check aggregator tests bench
 
 $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench]'

@@ -12,18 +12,18 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aggregator import __version__, daemon
 from aggregator.config import Settings, config_path, describe, load_settings
+from aggregator.daemon import JsonFormatter
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.ingest import run_once
 from aggregator.model import FileStatus, ScanReport, StoredItem
 from aggregator.publish import export_feeds
-from aggregator.daemon import JsonFormatter
 from aggregator.storage import Storage
 
 T = TypeVar("T")

@@ -24,7 +24,8 @@ import re
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence, Set as AbstractSet
+from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 from aggregator.model import BANDS, Fingerprint, ItemUpdate, KeyKind, KnownItem, PagePlan, ParsedItem, PlannedItem
@@ -122,7 +123,7 @@ def identity_keys(fp: Fingerprint) -> tuple[tuple[str, str], ...]:
     keys = [(KeyKind.TITLE, fp.title_key)]
     if fp.lead_key:
         keys.append((KeyKind.LEAD, fp.lead_key))
-    keys.extend((kind, format(band, "04x")) for kind, band in zip(BANDS, fp.bands))
+    keys.extend((kind, format(band, "04x")) for kind, band in zip(BANDS, fp.bands, strict=True))
     return tuple(keys)
 
 

@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aggregator.errors import ConfigError
 from aggregator.clock import utc_now
+from aggregator.errors import ConfigError
 from aggregator.ingest import run_once
 from aggregator.parse import read_page
 from aggregator.storage import Storage
@@ -126,11 +126,10 @@ def score(labels: Labels, predicted: dict[Sighting, str], item_tags: dict[str, f
 
 def evaluate(folder: Path, labels_path: Path) -> Evaluation:
     labels = load_labels(labels_path)
-    with tempfile.TemporaryDirectory() as scratch:
-        with Storage(f"sqlite:///{Path(scratch) / 'eval.db'}") as storage:
-            run_once(storage, folder)
-            found = storage.sightings()
-            items = {item.guid: item for item in storage.all_items()}
+    with tempfile.TemporaryDirectory() as scratch, Storage(f"sqlite:///{Path(scratch) / 'eval.db'}") as storage:
+        run_once(storage, folder)
+        found = storage.sightings()
+        items = {item.guid: item for item in storage.all_items()}
     predicted = {(file, title): guid for file, _pos, title, guid in found}
     item_tags = {guid: frozenset(t.name.casefold() for t in item.tags) for guid, item in items.items()}
     item_content = {guid: item.content for guid, item in items.items()}

@@ -14,8 +14,8 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from watchfiles import Change, awatch
 
-from aggregator.config import Settings
 from aggregator.clock import Clock, utc_now
+from aggregator.config import Settings
 from aggregator.ingest import run_once
 from aggregator.model import ScanReport
 from aggregator.publish import FeedSpec, RenderedFeed, render_all, write_feeds

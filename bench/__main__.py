@@ -188,7 +188,8 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"server {args} did not start")
 
 
-async def load(url: str, requests: int, concurrency: int = 16, headers: dict | None = None) -> tuple[float, list[float]]:
+async def load(url: str, requests: int, concurrency: int = 16,
+               headers: dict | None = None) -> tuple[float, list[float]]:
     """(requests per second, latencies in ms) of `requests` GETs. Both sides
     send the same uncompressed bytes: the comparison is of the handlers."""
     headers = {"Accept-Encoding": "identity", **(headers or {})}
@@ -376,7 +377,8 @@ def main() -> int:
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, RESULTS / "latest.png")
     rows = [
-        ("cold ingest", f"{results['ingest_items_per_s']:.0f} items/s", f"{results['ingest_ratio']:.4f} x floor", ">= 0.25"),
+        ("cold ingest", f"{results['ingest_items_per_s']:.0f} items/s",
+         f"{results['ingest_ratio']:.4f} x floor", ">= 0.25"),
         ("  parse only (ceiling)", f"{results['parse_only_items_per_s']:.0f} items/s",
          f"{results['parse_only_ratio']:.4f} x floor", ""),
         ("growth", f"{sizes[0]:,} -> {sizes[-1]:,} items", f"{results['growth_drop']:.1%} slower", "<= 20%"),

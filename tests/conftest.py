@@ -2,20 +2,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from aggregator.config import Settings, settings_from
-from aggregator.storage import Storage
 from aggregator.service import INGESTER
+from aggregator.storage import Storage
 from aggregator.web import make_app
-from helpers import SEEDS, FakeClock, free_port
 
+from helpers import SEEDS, FakeClock, free_port
 
 
 @pytest.hookimpl(hookwrapper=True)

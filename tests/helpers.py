@@ -124,9 +124,10 @@ class Daemon:
             f'[daemon]\npid_file = "state/agg.pid"\nlog_file = "state/agg.log"\n{extra}')
 
     def start(self, env: dict | None = None, *args: str) -> subprocess.Popen:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "aggregator", "--config", str(self.config), *args, "serve"],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env={**os.environ, **(env or {})})
+        with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "aggregator", "--config", str(self.config), *args, "serve"],
+                stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **(env or {})})
         return self.process
 
     def ready(self, seconds: float = 20) -> None:

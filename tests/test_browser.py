@@ -7,8 +7,9 @@ import tempfile
 import aiohttp
 import pytest
 
-from helpers import free_port, write_seed
 from aggregator.service import INGESTER, settings_of
+
+from helpers import free_port, write_seed
 
 PHONE = (390, 844)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -81,7 +82,7 @@ async def browser():
 
 
 async def test_pages_read_well_on_a_phone(served, browser):
-    client, base = served
+    _client, base = served
     await browser.open(f"{base}/")
     assert await browser.evaluate("document.querySelectorAll('ul.items li').length") == 30
     assert await browser.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
@@ -104,7 +105,8 @@ async def test_hostile_titles_show_as_text(served, browser):
                "<script>document.title='owned'</script><img src=x onerror=alert(1)>\n\nBody text.")
     await client.app[INGESTER].scan()
     await browser.open(f"{base}/")
-    link = await browser.evaluate("[...document.querySelectorAll('ul.items a')].find(a => a.textContent.includes('script')).href")
+    link = await browser.evaluate(
+        "[...document.querySelectorAll('ul.items a')].find(a => a.textContent.includes('script')).href")
     await browser.open(link)
     assert await browser.evaluate("document.title") != "owned"
     assert await browser.evaluate("document.querySelectorAll('article img, article script').length") == 0

@@ -7,6 +7,7 @@ import pytest
 
 from aggregator.config import OPTIONS, flatten, load_settings, settings_from
 from aggregator.errors import ConfigError
+
 from helpers import ROOT
 
 

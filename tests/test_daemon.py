@@ -10,13 +10,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
-import feedparser
 import pytest
 
 from helpers import TAG_PAGE, Daemon, get, run, wait_for, write_seed
+
 
 @pytest.fixture
 def daemon(tmp_path, seed_dir):
@@ -146,7 +144,7 @@ def test_systemd_unit_is_ready_to_install(daemon):
                  f"ExecStart={sys.executable} -m aggregator --config {daemon.config} serve",
                  "WantedBy=multi-user.target"):
         assert line in unit.splitlines(), line
-    writable = next(l for l in unit.splitlines() if l.startswith("ReadWritePaths="))
+    writable = next(line for line in unit.splitlines() if line.startswith("ReadWritePaths="))
     assert str(daemon.seeds) in writable and str(daemon.config.parent / "state") in writable
     user = run(daemon.config, "systemd-unit", "--user").stdout
     assert "WantedBy=default.target" in user and "ProtectHome=read-only" not in user

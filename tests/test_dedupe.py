@@ -4,6 +4,7 @@ import pytest
 
 from aggregator import dedupe, names
 from aggregator.model import KnownItem, ParsedItem
+
 from helpers import seed_page
 
 T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -128,7 +129,7 @@ def test_simhash_bands_catch_close_hashes():
     a = dedupe.simhash(dedupe.words(STORM_NORTH.content))
     flipped = a ^ 0b1011  # three bits apart
     assert dedupe.hamming(a, flipped) == 3
-    assert any(x == y for x, y in zip(dedupe.simhash_bands(a), dedupe.simhash_bands(flipped)))
+    assert any(x == y for x, y in zip(dedupe.simhash_bands(a), dedupe.simhash_bands(flipped), strict=True))
 
 
 def test_simhash_is_the_majority_of_shingle_hash_bits():

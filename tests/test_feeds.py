@@ -7,6 +7,7 @@ import pytest
 from lxml import etree
 
 from aggregator.service import INGESTER
+
 from helpers import BASE, both_databases, fetch_feed, write_seed
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -58,7 +59,7 @@ async def two_tag_client(client, settings):
 @both_databases
 async def test_tag_combinations(two_tag_client):
     client = two_tag_client
-    _, _, any_of = await fetch_feed(client, "/feeds/tags/idlib+assad.atom", 20)
+    _, _, _any_of = await fetch_feed(client, "/feeds/tags/idlib+assad.atom", 20)
     _, _, all_of = await fetch_feed(client, "/feeds/tags/idlib,assad.atom", 1)
     assert all_of.entries[0].title == "Secret Syrian deal between Russia and Turkey uncovered"
     assert {t.term for t in all_of.entries[0].tags} == {"Idlib", "Assad"}
@@ -102,4 +103,5 @@ async def test_pages_announce_json_feeds_too(client):
     assert f'type="application/feed+json" title="News aggregator (JSON)" href="{BASE}/feeds/all.json"' in html
     assert f'href="{BASE}/feeds.opml"' in html
     tag_html = await (await client.get("/tags/idlib")).text()
-    assert f'rel="alternate" type="application/atom+xml" title="News aggregator: Idlib (ATOM)" href="{BASE}/feeds/tags/idlib.atom"' in tag_html
+    assert (f'rel="alternate" type="application/atom+xml" title="News aggregator: Idlib (ATOM)" '
+            f'href="{BASE}/feeds/tags/idlib.atom"') in tag_html

@@ -7,14 +7,16 @@ import random
 import shutil
 from datetime import datetime, timezone
 
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from aggregator.errors import SeedError
 from aggregator.evaluate import evaluate
 from aggregator.ingest import run_once
-from aggregator.parse import read_page
-from aggregator.parse import _XML_FORBIDDEN
+from aggregator.parse import _XML_FORBIDDEN, read_page
 from aggregator.storage import Storage
+
 from helpers import ROOT, SEEDS, FakeClock
 
 CORPUS = ROOT / "tests" / "data" / "corpus"

@@ -10,6 +10,7 @@ from aggregator.ingest import candidates, run_once, scan_file
 from aggregator.parse import read_page
 from aggregator.seeds import seed_files
 from aggregator.storage import KEYS_PER_QUERY, MAX_ITEMS_PER_KEY, Storage
+
 from helpers import both_databases, seed_page, write_seed
 
 
@@ -140,7 +141,8 @@ def test_teaser_upgraded_later_keeps_its_first_id(storage, settings, clock):
 @both_databases
 def test_item_on_two_tag_pages_gets_both_tags(storage, settings, clock):
     idlib = next(settings.seeds_dir.glob("001_*")).read_text(encoding="utf-8")
-    write_seed(settings.seeds_dir, "005_energy.txt", idlib.replace("Contents tagged with Idlib", "Contents tagged with Energy"))
+    write_seed(settings.seeds_dir, "005_energy.txt",
+               idlib.replace("Contents tagged with Idlib", "Contents tagged with Energy"))
     write_seed(settings.seeds_dir, "006_energy_lower.txt",
                idlib.replace("Contents tagged with Idlib", "Contents tagged with ENERGY"))
     scan(storage, settings, clock)

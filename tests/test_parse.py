@@ -4,9 +4,9 @@ from datetime import datetime, timezone
 import pytest
 
 from aggregator.errors import SeedError
-from aggregator.parse import read_page
-from aggregator.parse import clean_text, parse_page
-from helpers import DEFAULT_MTIME, ROOT, cases, parse_case, seed_page
+from aggregator.parse import clean_text, parse_page, read_page
+
+from helpers import DEFAULT_MTIME, cases, parse_case, seed_page
 
 CASES = cases()
 

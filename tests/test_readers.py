@@ -8,7 +8,6 @@ import sqlite3
 import feedparser
 import pytest
 
-
 FEEDS = {"/feeds/all.atom": 30, "/feeds/all.rss": 30, "/feeds/tags/idlib.atom": 10, "/feeds/tags/assad.rss": 10}
 
 
@@ -61,10 +60,11 @@ async def test_newsboat_subscribes_over_loopback(served, tmp_path):
 async def test_sfeed_update_subscribes_over_loopback(served, tmp_path):
     sfeed_update = need("sfeed_update")
     need("curl")  # sfeed_update fetches with curl
-    client, base = served
+    _client, base = served
     rc = tmp_path / "sfeedrc"
     rc.write_text(f'sfeedpath="{tmp_path}/feeds"\n'
-                  f'feeds() {{\n  feed "all" "{base}/feeds/all.atom"\n  feed "idlib" "{base}/feeds/tags/idlib.rss"\n}}\n')
+                  f'feeds() {{\n  feed "all" "{base}/feeds/all.atom"\n'
+                  f'  feed "idlib" "{base}/feeds/tags/idlib.rss"\n}}\n')
     await run(sfeed_update, str(rc), env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     rows = {name: (tmp_path / "feeds" / name).read_text().splitlines() for name in ("all", "idlib")}
     assert (len(rows["all"]), len(rows["idlib"])) == (30, 10)

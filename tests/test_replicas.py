@@ -24,7 +24,7 @@ def test_replicas_serve_new_items_with_the_same_bytes(postgres_url, tmp_path, se
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             replicas.append((process, f"http://127.0.0.1:{port}"))
         for process, base in replicas:
-            assert wait_for(lambda: _answers(base), 20), process.stderr
+            assert wait_for(lambda base=base: _answers(base), 20), process.stderr
 
         # A second ingester on the same database (another host: its own pid
         # file) is refused by the database's advisory lock.
@@ -39,7 +39,8 @@ def test_replicas_serve_new_items_with_the_same_bytes(postgres_url, tmp_path, se
         write_seed(seed_dir, "060_replicated.txt", TAG_PAGE.format(title="Seen by every replica"), minute=0)
         # The ingester too: it serves its new feeds once it has rendered them all.
         for base in [ingester.base] + [b for _, b in replicas]:
-            assert wait_for(lambda: b"Seen by every replica" in get(f"{base}/feeds/tags/idlib.atom"), 2.0)
+            assert wait_for(lambda base=base: b"Seen by every replica" in get(f"{base}/feeds/tags/idlib.atom"),
+                            2.0)
         bodies = {get(f"{base}/feeds/tags/idlib.atom") for base in [ingester.base] + [b for _, b in replicas]}
         assert len(bodies) == 1
         etags = {_etag(f"{base}/feeds/all.rss") for base in [ingester.base] + [b for _, b in replicas]}

@@ -9,6 +9,7 @@ import sqlalchemy
 from aggregator.errors import StorageError
 from aggregator.storage import Storage
 from aggregator.storage.migrate import head
+
 from helpers import both_databases
 
 HEAD = head()  # the newest revision, as Alembic reads it from the migrations

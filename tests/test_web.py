@@ -4,16 +4,17 @@ import asyncio
 import gzip
 import os
 import time
+from datetime import timedelta
 
 import feedparser
 import pytest
 from lxml import etree
 
-from datetime import timedelta
-
 from aggregator.service import CACHE, INGESTER
 from aggregator.web import make_app
+
 from helpers import BASE, both_databases, fetch_feed, seed_page, write_seed
+
 
 @pytest.mark.parametrize(
     "path,count,media_type",
@@ -82,7 +83,8 @@ async def test_tag_display_name_redirects_to_the_slug_feed(client):
     await fetch_feed(client, "/feeds/tags/Idlib.rss?limit=3", 3)
 
 
-@pytest.mark.parametrize("limit,status", [("5", 200), ("500", 200), ("0", 400), ("501", 400), ("-1", 400), ("ten", 400)])
+@pytest.mark.parametrize("limit,status",
+                         [("5", 200), ("500", 200), ("0", 400), ("501", 400), ("-1", 400), ("ten", 400)])
 async def test_limit_is_checked(client, limit, status):
     response = await client.get(f"/feeds/all.atom?limit={limit}")
     assert response.status == status
@@ -218,7 +220,7 @@ async def test_scheduler_scans_at_start_and_on_its_interval(aiohttp_client, make
 
 @both_databases
 async def test_other_outlets_report_is_linked_not_merged(client):
-    _, body, feed = await fetch_feed(client, "/feeds/all.atom", 30)
+    _, _body, feed = await fetch_feed(client, "/feeds/all.atom", 30)
     article = next(e for e in feed.entries if e.title == seed_page("002").items[0].title)
     wire = next(e for e in feed.entries if e.title.endswith("— Lavrov"))
     assert [link.href for link in article.links if link.rel == "related"] == [wire.link]
@@ -302,7 +304,8 @@ async def test_a_failing_database_keeps_serving_the_last_good_data(client, setti
         connection.execute(sqlalchemy.text(
             "CREATE TRIGGER full BEFORE INSERT ON items BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"))
     write_seed(settings.seeds_dir, "040_more.txt",
-               "Contents tagged with Idlib\n\n  • A story the full disk refused\n\n    Its teaser, which could not be stored …\n")
+               "Contents tagged with Idlib\n\n  • A story the full disk refused\n\n"
+               "    Its teaser, which could not be stored …\n")
     report = await client.app[INGESTER].scan()
     [failed] = report.files_failed
     assert failed.path == "040_more.txt" and "database or disk is full" in failed.reason

@@ -15,5 +15,13 @@ from aggregator.storage.schema import Base, UTCDateTime
 from aggregator.storage.store import Storage
 from aggregator.storage.writer import KEYS_PER_QUERY, MAX_ITEMS_PER_KEY, MAX_ITEMS_PER_TOPIC, Writer
 
-__all__ = ["Base", "IngestLock", "KEYS_PER_QUERY", "MAX_ITEMS_PER_KEY", "MAX_ITEMS_PER_TOPIC",
-           "Storage", "UTCDateTime", "Writer"]
+__all__ = [
+           "KEYS_PER_QUERY",
+           "MAX_ITEMS_PER_KEY",
+           "MAX_ITEMS_PER_TOPIC",
+           "Base",
+           "IngestLock",
+           "Storage",
+           "UTCDateTime",
+           "Writer",
+]

@@ -66,7 +66,7 @@ def ingest_lock(engine: Engine) -> IngestLock:
     database = _file(engine.url)
     if database is None:
         return IngestLock(None)
-    handle = open(database + ".lock", "a+")
+    handle = open(database + ".lock", "a+")  # noqa: SIM115 - held open: the open file is the lock
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

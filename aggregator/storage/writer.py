@@ -16,10 +16,10 @@ from aggregator.model import FileStatus, KnownItem, PagePlan, PlannedItem, Sourc
 from aggregator.names import guid_key, tag_key, tag_slug
 from aggregator.storage.engine import insert_if_absent
 from aggregator.storage.schema import (
+    fingerprints_table,
     item_links,
     item_sources,
     item_tags,
-    fingerprints_table,
     items_table,
     sightings,
     sources_table,
@@ -190,7 +190,7 @@ class Writer:
                  "updated": self.now, "first_seen": self.now} for item in new]
         result = self.connection.execute(
             insert(items_table).returning(items_table.c.id, sort_by_parameter_order=True), rows)
-        return {item.ref: item_id for item, item_id in zip(new, result.scalars())}
+        return {item.ref: item_id for item, item_id in zip(new, result.scalars(), strict=True)}
 
     def _tag_ids(self, names: Sequence[str]) -> dict[str, int]:
         """Tag ids by key, creating the tags not seen before."""
