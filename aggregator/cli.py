@@ -43,6 +43,9 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     # APScheduler reports every run at INFO; our own scan line says more.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # The page readers say when a page gives them nothing; our own line says which file.
+    for chatty in ("trafilatura", "htmldate", "courlan", "justext"):
+        logging.getLogger(chatty).setLevel(logging.ERROR)
 
 
 def item_json(item: StoredItem) -> dict[str, Any]:
@@ -56,6 +59,7 @@ def item_json(item: StoredItem) -> dict[str, Any]:
         "published": item.published.isoformat(),
         "updated": item.updated.isoformat(),
         "sources": list(item.sources),
+        "link": item.link,
     }
 
 

@@ -27,11 +27,13 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timezone
 
 from aggregator.model import BANDS, Fingerprint, ItemUpdate, KeyKind, KnownItem, PagePlan, ParsedItem, PlannedItem
 from aggregator.names import tag_key
-from aggregator.parse import DATELINE
+from aggregator.read.text import DATELINE
 
+MIDNIGHT = time(0, 0, tzinfo=timezone.utc)
 SHINGLE_WORDS = 3
 LEAD_WORDS = 12  # opening words that key a text; teasers share them with their article
 MIN_WORDS_FOR_TEXT_MATCH = 12  # shorter texts only merge under the same title
@@ -123,6 +125,8 @@ def identity_keys(fp: Fingerprint) -> tuple[tuple[str, str], ...]:
     keys = [(KeyKind.TITLE, fp.title_key)]
     if fp.lead_key:
         keys.append((KeyKind.LEAD, fp.lead_key))
+    if fp.link_key:
+        keys.append((KeyKind.LINK, fp.link_key))
     keys.extend((kind, format(band, "04x")) for kind, band in zip(BANDS, fp.bands, strict=True))
     return tuple(keys)
 
@@ -162,7 +166,7 @@ def is_close(fp: Fingerprint, simhash: int | None) -> bool:
     return simhash is None or hamming(fp.simhash, simhash) <= MAX_SIMHASH_DISTANCE
 
 
-def fingerprint(title: str, text: str) -> Fingerprint:
+def fingerprint(title: str, text: str, link: str | None = None) -> Fingerprint:
     tokens = words(text)
     # A dateline opens wire copy and would make every story from one agency
     # and day share its opening words; it is left out of the lead key.
@@ -174,6 +178,7 @@ def fingerprint(title: str, text: str) -> Fingerprint:
         simhash=value,
         bands=simhash_bands(value),
         topics=topic_keys(title),
+        link_key=_digest(link) if link else None,
     )
 
 
@@ -223,7 +228,7 @@ def decide(new: ParsedItem, candidates: list[KnownItem]) -> Match | None:
     new_words = words(new.text)
     best: Match | None = None
     for known in sorted(candidates, key=age):
-        rule = match_rule(new_title, new_words, known)
+        rule = match_rule(new_title, new_words, known, new.link)
         if rule and (best is None or RULE_STRENGTH[rule] > RULE_STRENGTH[best.rule]):
             best = Match(known, rule)
     return best
@@ -239,10 +244,13 @@ def age(known: KnownItem) -> tuple[bool, int]:
     return age_of(known.id)
 
 
-RULE_STRENGTH = {"near-duplicate": 1, "contained-text": 2, "same-title": 3}
+RULE_STRENGTH = {"near-duplicate": 1, "contained-text": 2, "same-title": 3, "same-link": 4}
 
 
-def match_rule(new_title: str, new_words: tuple[str, ...], known: KnownItem) -> str | None:
+def match_rule(new_title: str, new_words: tuple[str, ...], known: KnownItem,
+               new_link: str | None = None) -> str | None:
+    if new_link and new_link == known.link:
+        return "same-link"  # one address is one story, whatever its texts say
     known_words = words(known.text)
     if normalize_title(known.title) == new_title:
         return "same-title" if texts_compatible(new_words, known_words) else None
@@ -269,6 +277,18 @@ def _title_rank(title: str, complete: bool) -> tuple[bool, int, str]:
     return complete, len(title), title
 
 
+def _date_rank(moment: datetime) -> tuple[date, bool, datetime]:
+    """The earliest day wins; on one day, a time of day beats a bare day (a
+    page that gives only the date), then the earlier time."""
+    return moment.date(), moment.timetz() == MIDNIGHT, moment
+
+
+def _link_rank(link: str, complete: bool) -> tuple[bool, str]:
+    """An article's own address beats a listing's link to it; among equals a
+    fixed tie-break, so the order files arrive in does not matter."""
+    return complete, link
+
+
 def merge(known: KnownItem, new: ParsedItem, new_tag_keys: dict[str, str]) -> ItemUpdate:
     """How a stored item changes with a new sighting of it.
 
@@ -287,11 +307,15 @@ def merge(known: KnownItem, new: ParsedItem, new_tag_keys: dict[str, str]) -> It
     if _title_rank(new.title, new.complete) > _title_rank(known.title, known.content is not None):
         title = new.title
     published = None
-    if new.published is not None and new.published < known.published:
+    if new.published is not None and _date_rank(new.published) < _date_rank(known.published):
         published = new.published
+    link = None
+    if new.link and (known.link is None or _link_rank(new.link, new.complete)
+                     > _link_rank(known.link, known.content is not None)):
+        link = new.link
     new_tags = tuple(name for key, name in new_tag_keys.items() if key not in known.tag_keys)
     return ItemUpdate(title=title, summary=summary, content=content, published=published,
-                      new_tags=new_tags)
+                      new_tags=new_tags, link=link)
 
 
 # --- related stories ---------------------------------------------------------
@@ -439,6 +463,7 @@ def applied(known: KnownItem, change: ItemUpdate) -> KnownItem:
         summary=pick(change.summary, known.summary),
         content=pick(change.content, known.content),
         published=pick(change.published, known.published),
+        link=pick(change.link, known.link),
         tag_keys=known.tag_keys | {tag_key(name) for name in change.new_tags},
     )
 
@@ -467,7 +492,7 @@ def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
             ref = -new_refs
             current = KnownItem(id=ref, guid=item_guid(item.title, item.text), title=item.title,
                                 summary=item.summary, content=item.content,
-                                published=item.published, tag_keys=frozenset(tags))
+                                published=item.published, link=item.link, tag_keys=frozenset(tags))
             gained[ref] = tags
             changes_entry = True
         else:
@@ -489,7 +514,8 @@ def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
     items = tuple(
         PlannedItem(ref=ref, guid=state[ref].guid, title=state[ref].title,
                     summary=state[ref].summary, content=state[ref].content,
-                    published=state[ref].published, new_tags=tuple(gained.get(ref, {}).values()))
+                    published=state[ref].published, new_tags=tuple(gained.get(ref, {}).values()),
+                    link=state[ref].link)
         for ref in planned
     )
     return PagePlan(items=items, sightings=tuple(refs), fingerprints=tuple(fingerprints),

@@ -1,7 +1,8 @@
 """How well item identity works on a labelled folder: `aggregator eval DIR
 EXPECTED.json`. The labels say which sightings (file, title shown) are one
-story and which tags it has; the folder is ingested into a scratch database
-and the grouping compared pair by pair."""
+story, which tags it has, its original address and its date; the folder is
+ingested into a scratch database and the grouping compared pair by pair.
+Files that are no page at all are labelled with the status they must get."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import json
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from aggregator.clock import utc_now
 from aggregator.errors import ConfigError
 from aggregator.ingest import run_once
-from aggregator.parse import read_page
+from aggregator.model import StoredItem
+from aggregator.read import read_page
 from aggregator.storage import Storage
 
 Sighting = tuple[str, str]  # (file, title as the page shows it)
@@ -26,6 +29,9 @@ class Labels:
     story_of: dict[Sighting, str]
     tags: dict[str, frozenset[str]]  # story → case-folded tag names
     content_from: dict[str, Sighting]  # story → the sighting whose text must be the content
+    links: dict[str, str] = field(default_factory=dict)  # story → its original address
+    dates: dict[str, datetime] = field(default_factory=dict)  # story → its date, where a source gives it
+    not_pages: dict[str, str] = field(default_factory=dict)  # file → the status it must get
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,14 @@ class Evaluation:
     wrong_merges: int  # extra stories inside predicted items
     missed_merges: int  # extra items a story was split into
     tag_accuracy: float
+    link_accuracy: float = 1.0  # of the stories labelled with an address
+    date_accuracy: float = 1.0  # of the stories labelled with a date
     problems: tuple[str, ...] = field(default=())
 
     @property
     def perfect(self) -> bool:
-        return (self.precision, self.recall, self.wrong_merges, self.missed_merges,
-                self.tag_accuracy, self.problems) == (1.0, 1.0, 0, 0, 1.0, ())
+        return (self.precision, self.recall, self.wrong_merges, self.missed_merges, self.tag_accuracy,
+                self.link_accuracy, self.date_accuracy, self.problems) == (1.0, 1.0, 0, 0, 1.0, 1.0, 1.0, ())
 
     def lines(self) -> list[str]:
         return [
@@ -52,6 +60,8 @@ class Evaluation:
             f"wrong merges: {self.wrong_merges}",
             f"missed merges: {self.missed_merges}",
             f"tag accuracy: {self.tag_accuracy:.1%}",
+            f"link accuracy: {self.link_accuracy:.1%}",
+            f"date accuracy: {self.date_accuracy:.1%}",
             *self.problems,
         ]
 
@@ -65,9 +75,13 @@ def load_labels(path: Path) -> Labels:
         tags = {name: frozenset(t.casefold() for t in story.get("tags", [])) for name, story in stories.items()}
         content = {name: tuple(story["content_from"]) for name, story in stories.items()
                    if story.get("content_from")}
+        links = {name: story["link"] for name, story in stories.items() if story.get("link")}
+        dates = {name: datetime.fromisoformat(story["published"]) for name, story in stories.items()
+                 if story.get("published")}
+        not_pages = dict(document.get("not_pages", {}))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"labels {str(path)!r} unusable: {error!r}") from error
-    return Labels(story_of, tags, content)  # type: ignore[arg-type]
+    return Labels(story_of, tags, content, links, dates, not_pages)  # type: ignore[arg-type]
 
 
 def pair_counts(gold: dict[Sighting, str], predicted: dict[Sighting, str]) -> tuple[int, int, int]:
@@ -82,9 +96,15 @@ def pair_counts(gold: dict[Sighting, str], predicted: dict[Sighting, str]) -> tu
     return true, false, missed
 
 
-def score(labels: Labels, predicted: dict[Sighting, str], item_tags: dict[str, frozenset[str]],
-          item_content: dict[str, str | None], texts: dict[Sighting, str]) -> Evaluation:
-    """Compare a predicted grouping (sighting → item id) with the labels. Pure."""
+def share(right: int, total: int) -> float:
+    return right / total if total else 1.0
+
+
+def score(labels: Labels, predicted: dict[Sighting, str], items: dict[str, StoredItem],
+          texts: dict[Sighting, str], statuses: dict[str, str] | None = None) -> Evaluation:
+    """Compare a predicted grouping (sighting → item id) and the items (by id)
+    with the labels; `statuses` are the seed files' statuses by path. Pure."""
+    item_tags = {guid: frozenset(t.name.casefold() for t in item.tags) for guid, item in items.items()}
     gold = labels.story_of
     true, false, missed = pair_counts(gold, predicted)
     stories_in_item: dict[str, set[str]] = defaultdict(set)
@@ -95,20 +115,35 @@ def score(labels: Labels, predicted: dict[Sighting, str], item_tags: dict[str, f
             items_of_story[story].add(predicted[sighting])
     problems = [f"not found: {file}: {title}" for file, title in sorted(set(gold) - set(predicted))]
     problems += [f"not labelled: {file}: {title}" for file, title in sorted(set(predicted) - set(gold))]
-    tags_right = 0
+    tags_right = links_right = dates_right = 0
     for story in sorted(labels.tags):
-        items = items_of_story.get(story, set())
+        split_into = items_of_story.get(story, set())
         main = Counter(predicted[s] for s in gold if gold[s] == story and s in predicted).most_common(1)
         if main and item_tags.get(main[0][0], frozenset()) == labels.tags[story]:
             tags_right += 1
         elif main:
             problems.append(f"tags of {story}: {sorted(item_tags.get(main[0][0], ()))}, "
                             f"expected {sorted(labels.tags[story])}")
-        if len(items) > 1:
-            problems.append(f"split: {story} is {len(items)} items")
+        if len(split_into) > 1:
+            problems.append(f"split: {story} is {len(split_into)} items")
+        item = items.get(main[0][0]) if main else None
         source = labels.content_from.get(story)
-        if source and main and item_content.get(main[0][0]) != texts.get(source):
+        if source and item and item.content != texts.get(source):
             problems.append(f"content of {story} is not the text of {source[0]}")
+        if story in labels.links:
+            if item and item.link == labels.links[story]:
+                links_right += 1
+            else:
+                problems.append(f"link of {story}: {item and item.link}, expected {labels.links[story]}")
+        if story in labels.dates:
+            if item and item.published == labels.dates[story]:
+                dates_right += 1
+            else:
+                problems.append(f"date of {story}: {item and item.published.isoformat()}, "
+                                f"expected {labels.dates[story].isoformat()}")
+    for file, status in sorted(labels.not_pages.items()):
+        if (statuses or {}).get(file) != status:
+            problems.append(f"status of {file}: {(statuses or {}).get(file)}, expected {status}")
     for stories in stories_in_item.values():
         if len(stories) > 1:
             problems.append(f"merged: {', '.join(sorted(stories))}")
@@ -119,7 +154,9 @@ def score(labels: Labels, predicted: dict[Sighting, str], item_tags: dict[str, f
         recall=true / (true + missed) if true + missed else 1.0,
         wrong_merges=sum(len(s) - 1 for s in stories_in_item.values()),
         missed_merges=sum(len(i) - 1 for i in items_of_story.values()),
-        tag_accuracy=tags_right / len(labels.tags) if labels.tags else 1.0,
+        tag_accuracy=share(tags_right, len(labels.tags)),
+        link_accuracy=share(links_right, len(labels.links)),
+        date_accuracy=share(dates_right, len(labels.dates)),
         problems=tuple(problems),
     )
 
@@ -130,17 +167,16 @@ def evaluate(folder: Path, labels_path: Path) -> Evaluation:
         run_once(storage, folder)
         found = storage.sightings()
         items = {item.guid: item for item in storage.all_items()}
+        statuses = {path: str(source.status) for path, source in storage.sources().items()}
     predicted = {(file, title): guid for file, _pos, title, guid in found}
-    item_tags = {guid: frozenset(t.name.casefold() for t in item.tags) for guid, item in items.items()}
-    item_content = {guid: item.content for guid, item in items.items()}
-    return score(labels, predicted, item_tags, item_content, _sighting_texts(folder, labels))
+    return score(labels, predicted, items, _sighting_texts(folder, labels), statuses)
 
 
 def _sighting_texts(folder: Path, labels: Labels) -> dict[Sighting, str]:
     """The full text each `content_from` sighting shows on its page."""
     texts = {}
     for file, title in labels.content_from.values():
-        page = read_page((folder / file).read_bytes(), utc_now())
+        page = read_page((folder / file).read_bytes(), utc_now(), file)
         for item in page.items:
             if item.title == title:
                 texts[(file, title)] = item.content

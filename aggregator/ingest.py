@@ -28,8 +28,8 @@ from aggregator.model import (
     ScanReport,
     SourceFile,
 )
-from aggregator.parse import read_page
-from aggregator.seeds import DEFAULT_IGNORE, SeedFile, by_name, content_hash, seed_files
+from aggregator.read import read_page
+from aggregator.seeds import DEFAULT_IGNORE, SeedFile, asset_reason, by_name, content_hash, seed_files
 from aggregator.storage import MAX_ITEMS_PER_TOPIC, Storage, Writer
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def sightings_of(items: tuple[ParsedItem, ...], seen: datetime) -> list[tuple[Pa
     """A page's items, each dated and fingerprinted. An undated sighting is as
     old as the saved page: merges take the earliest date of all sightings,
     whatever order the files come in."""
-    return [(replace(item, published=item.published or seen), dedupe.fingerprint(item.title, item.text))
+    return [(replace(item, published=item.published or seen), dedupe.fingerprint(item.title, item.text, item.link))
             for item in items]
 
 
@@ -107,11 +107,15 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
     # An undated item is as old as the saved page, but never in the future.
     seen = min(mtime_of(seed), now)
     try:
-        page = read_page(data, seen)
+        if (asset := asset_reason(seed.rel, data)) is not None:
+            raise SeedError(asset, FileStatus.IGNORED)
+        page = read_page(data, seen, seed.rel)
     except SeedError as error:
         with storage.writer(now) as w:
             w.record_source(source_of(seed, sha256, error.status, str(error)))
-        log.warning("%s: %s: %s", seed.rel, error.status, error, extra={"path": seed.rel})
+        # A saved page's images and styles are expected, not worth a warning each.
+        level = logging.DEBUG if error.status == FileStatus.IGNORED else logging.WARNING
+        log.log(level, "%s: %s: %s", seed.rel, error.status, error, extra={"path": seed.rel})
         return FileResult(seed.rel, error.status, str(error))
     sightings = sightings_of(page.items, seen)  # pure work, before the transaction
     with storage.writer(now) as w:

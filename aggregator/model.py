@@ -15,6 +15,7 @@ class FileStatus(StrEnum):
     SKIPPED = "skipped"  # not a news page: empty, binary, no known layout
     FAILED = "failed"  # could not be read, or the store refused it
     MISSING = "missing"  # no longer in the seed folder; its items stay
+    IGNORED = "ignored"  # not a page and not meant to be: a saved page's images, styles, scripts
 
 
 class KeyKind(StrEnum):
@@ -22,6 +23,7 @@ class KeyKind(StrEnum):
 
     TITLE = "title"
     LEAD = "lead"
+    LINK = "link"  # the original address
     BAND0 = "band0"
     BAND1 = "band1"
     BAND2 = "band2"
@@ -66,6 +68,7 @@ class ParsedItem(HasText):
     content: str | None = None
     published: datetime | None = None  # only when the page states a date
     tags: tuple[str, ...] = ()
+    link: str | None = None  # the original address, normalised (names.canonical_link)
 
     @property
     def complete(self) -> bool:
@@ -74,7 +77,7 @@ class ParsedItem(HasText):
 
 @dataclass(frozen=True)
 class Page:
-    layout: str  # "listing", "tag", "article" or "wire"
+    layout: str  # "listing", "tag", "article", "wire" or "feed"
     items: tuple[ParsedItem, ...]
     tag: str | None = None
 
@@ -89,6 +92,7 @@ class Fingerprint:
     simhash: int  # 64-bit, unsigned
     bands: tuple[int, int, int, int]  # simhash split in four 16-bit bands
     topics: tuple[str, ...] = ()  # headline word pairs, to find related stories
+    link_key: str | None = None  # the original address, when the sighting has one
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class KnownItem(HasText):
     summary: str | None
     content: str | None
     published: datetime
+    link: str | None = None
     tag_keys: frozenset[str] = frozenset()
     # The fingerprint keys the store found it by, and the SimHashes of the
     # texts whose bands matched (None where an older store kept none).
@@ -120,6 +125,7 @@ class PlannedItem(HasText):
     content: str | None
     published: datetime
     new_tags: tuple[str, ...] = ()  # names of the tags it gains
+    link: str | None = None
 
     @property
     def is_new(self) -> bool:
@@ -156,11 +162,12 @@ class ItemUpdate:
     content: str | None = None
     published: datetime | None = None
     new_tags: tuple[str, ...] = ()
+    link: str | None = None
 
     @property
     def changes_entry(self) -> bool:
         return any(
-            v is not None for v in (self.title, self.summary, self.content, self.published)
+            v is not None for v in (self.title, self.summary, self.content, self.published, self.link)
         ) or bool(self.new_tags)
 
 
@@ -178,6 +185,7 @@ class StoredItem:
     tags: tuple[Tag, ...] = ()
     sources: tuple[str, ...] = ()
     related: tuple[tuple[str, str], ...] = ()  # (key, title) of related items
+    link: str | None = None  # the original address, when a source gave one
 
 
 @dataclass(frozen=True)
@@ -230,7 +238,7 @@ class ScanReport:
 
     @property
     def files_failed(self) -> tuple[FileResult, ...]:
-        return tuple(f for f in self.files if f.status != FileStatus.OK)
+        return tuple(f for f in self.files if f.status not in (FileStatus.OK, FileStatus.IGNORED))
 
     @property
     def new_items(self) -> int:

@@ -1,4 +1,4 @@
-"""How items and tags are named in rows and addresses. Pure."""
+"""How items, tags and original links are named in rows and addresses. Pure."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import re
 import unicodedata
 import uuid
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 
 def guid_key(guid: str) -> str:
@@ -26,3 +27,39 @@ def tag_slug(name: str) -> str:
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")
     return slug or "tag-" + hashlib.sha256(tag_key(name).encode()).hexdigest()[:8]
+
+
+# Query parameters that say how a reader came to a page, not which page it is.
+TRACKING_PARAMETERS = frozenset({"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "igshid",
+                                 "ref_src", "yclid", "_ga", "wt.mc_id"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _is_tracking(key: str) -> bool:
+    return key.startswith("utm_") or key in TRACKING_PARAMETERS
+
+
+def canonical_link(address: str) -> str | None:
+    """An item's original address in one spelling, or None when it is not an
+    absolute http(s) URL: scheme and host lowercased, default port, fragment
+    and tracking parameters (utm_*, fbclid …) dropped; the rest kept as given."""
+    address = address.strip()
+    if not address.isprintable() or " " in address:  # no address holds white space or control characters
+        return None
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    if port is not None and port != DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    # Filtered piece by piece, so the parameters kept keep their spelling.
+    query = "&".join(piece for piece in parts.query.split("&")
+                     if piece and not _is_tracking(unquote_plus(piece.split("=", 1)[0]).lower()))
+    return urlunsplit((scheme, host, parts.path or "/", query, ""))

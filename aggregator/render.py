@@ -128,10 +128,15 @@ def build(info: FeedInfo, items: Sequence[StoredItem]) -> FeedGenerator:
         entry.id(item.guid)
         entry.guid(item.guid, permalink=False)
         entry.title(item.title)
-        entry.link(href=info.urls.item_page(item.key), rel="alternate", type="text/html")
-        if item.related:  # the same event as told elsewhere
+        # The story's own address is where a reader goes; our page about it
+        # (its sources, its other reports) stays linked as related.
+        page = info.urls.item_page(item.key)
+        entry.link(href=item.link or page, rel="alternate", type="text/html")
+        related = [(page, f"{item.title} ({info.author})")] if item.link else []
+        related += [(info.urls.item_page(key), title) for key, title in item.related]  # the event told elsewhere
+        if related:
             entry.register_extension("related", RelatedLinks)
-            entry.related.links = [(info.urls.item_page(key), title) for key, title in item.related]
+            entry.related.links = related
         if item.content:
             entry.content(text_to_html(item.content), type="html")
         if item.summary:
@@ -163,7 +168,7 @@ def json_feed(info: FeedInfo, items: Sequence[StoredItem]) -> dict:
     for item in items:
         entry = {
             "id": item.guid,
-            "url": info.urls.item_page(item.key),
+            "url": item.link or info.urls.item_page(item.key),
             "title": item.title,
             "content_html": text_to_html(item.content or item.summary or ""),
             "date_published": _iso(item.published),
@@ -173,8 +178,13 @@ def json_feed(info: FeedInfo, items: Sequence[StoredItem]) -> dict:
             entry["summary"] = item.summary
         if item.tags:
             entry["tags"] = [tag.name for tag in item.tags]
+        extra = {}
+        if item.link:
+            extra["page"] = info.urls.item_page(item.key)
         if item.related:
-            entry["_aggregator"] = {"related": [info.urls.item_page(key) for key, _ in item.related]}
+            extra["related"] = [info.urls.item_page(key) for key, _ in item.related]
+        if extra:
+            entry["_aggregator"] = extra
         feed["items"].append(entry)
     return feed
 

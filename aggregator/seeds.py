@@ -21,7 +21,7 @@ from aggregator.errors import SeedError
 # Editor swap files, partial downloads and hidden files are never pages.
 DEFAULT_IGNORE = (".*", "*~", "*.swp", "*.swx", "*.tmp", "*.part", "*.crdownload", "#*#")
 
-_BOMS = (
+BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same bytes
     (codecs.BOM_UTF32_BE, "utf-32"),
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -77,6 +77,37 @@ def seed_files(folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE) -> Iterat
                 pending.append((entry.path, f"{prefix}{entry.name}/"))
 
 
+# The folder a browser saves a page's images, styles and scripts into, beside
+# the page: "Name_files" (and as other languages' browsers name it).
+ASSET_FOLDER_SUFFIXES = ("_files", "-dateien", "_fichiers", "_archivos", "_arquivos", "_file", "_bestanden",
+                         "_pliki", "_filer", "-tiedostot", "_soubory")
+ASSET_SUFFIXES = {
+    **dict.fromkeys((".css",), "a stylesheet"),
+    **dict.fromkeys((".js", ".mjs", ".map", ".wasm"), "a script"),
+    **dict.fromkeys((".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".svg", ".ico", ".bmp", ".tif", ".tiff"),
+                    "an image"),
+    **dict.fromkeys((".woff", ".woff2", ".ttf", ".otf", ".eot"), "a font"),
+    **dict.fromkeys((".mp3", ".mp4", ".m4a", ".ogg", ".oga", ".webm", ".wav"), "a sound or video"),
+}
+# What assets open with, for those saved under another name.
+ASSET_MAGIC = ((b"\x89PNG", "an image"), (b"\xff\xd8\xff", "an image"), (b"GIF8", "an image"),
+               (b"RIFF", "an image, sound or video"), (b"wOFF", "a font"), (b"wOF2", "a font"),
+               (b"OTTO", "a font"), (b"\x00\x01\x00\x00", "a font"), (b"ID3", "a sound"))
+
+
+def asset_reason(rel: str, data: bytes | None = None) -> str | None:
+    """Why a file is a page's asset, not a page (None when it is not one):
+    it lies in a saved page's asset folder, or its name or first bytes say so."""
+    *folders, name = rel.split("/")
+    for folder in folders:
+        if folder.lower().endswith(ASSET_FOLDER_SUFFIXES):
+            return f"asset of a saved page (in {folder}/)"
+    kind = ASSET_SUFFIXES.get(os.path.splitext(name)[1].lower())
+    if kind is None and data is not None:
+        kind = next((what for magic, what in ASSET_MAGIC if data.startswith(magic)), None)
+    return f"not a page: {kind}" if kind else None
+
+
 def by_name(seeds: Iterable[SeedFile]) -> list[SeedFile]:
     return sorted(seeds, key=operator.itemgetter(1))  # by rel
 
@@ -91,7 +122,7 @@ def decode(data: bytes) -> str:
     and binary files."""
     if not data.strip():
         raise SeedError("empty file: no text")
-    for bom, encoding in _BOMS:
+    for bom, encoding in BOMS:
         if data.startswith(bom):
             try:
                 return data.decode(encoding)

@@ -18,8 +18,9 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from aggregator.errors import SeedError
 from aggregator.model import Page
-from aggregator.parse import read_page
+from aggregator.read import read_page
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -150,9 +151,16 @@ class Daemon:
 
 # --- parse cases -----------------------------------------------------------------
 
+# Folders of inputs whose expectations lie in a folder of their own, as the
+# inputs are also read as a whole (shipped seeds; the labelled web corpus).
+EXPECTATIONS_APART = {ROOT / "seeds": DATA / "seeds", DATA / "web": DATA / "web-pages"}
+
+
 def cases() -> list[tuple[Path, Path]]:
-    """(input, expectation) pairs: the shipped seeds and tests/data/pages."""
-    pairs = [(p, DATA / "seeds" / f"{p.name}.expected.json") for p in sorted((ROOT / "seeds").glob("*.txt"))]
+    """(input, expectation) pairs: the shipped seeds, the pages of the web
+    corpus, and every file in tests/data/pages beside its `<name>.expected.json`."""
+    pairs = [(p, expected / f"{p.name}.expected.json")
+             for inputs, expected in EXPECTATIONS_APART.items() for p in sorted(inputs.iterdir()) if p.is_file()]
     pairs += [(p, p.with_name(f"{p.name}.expected.json")) for p in sorted((DATA / "pages").glob("*.txt"))]
     return pairs
 
@@ -169,6 +177,7 @@ def page_json(page: Page, mtime: str) -> dict:
                 "content": item.content,
                 "published": item.published.isoformat() if item.published else None,
                 "tags": list(item.tags),
+                "link": item.link,
             }
             for item in page.items
         ],
@@ -176,5 +185,9 @@ def page_json(page: Page, mtime: str) -> dict:
 
 
 def parse_case(source: Path, mtime: str) -> dict:
-    page = read_page(source.read_bytes(), datetime.fromisoformat(mtime))
+    """What a page reads as, or the one-line reason it holds no items."""
+    try:
+        page = read_page(source.read_bytes(), datetime.fromisoformat(mtime), source.name)
+    except SeedError as error:
+        return {"mtime": mtime, "status": str(error.status), "error": str(error)}
     return page_json(page, mtime)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from aggregator.errors import SeedError
 from aggregator.evaluate import evaluate
 from aggregator.ingest import run_once
-from aggregator.parse import _XML_FORBIDDEN, read_page
+from aggregator.read import read_page
+from aggregator.read.text import _XML_FORBIDDEN
 from aggregator.storage import Storage
 
 from helpers import ROOT, SEEDS, FakeClock
@@ -65,16 +66,25 @@ def test_evaluation_checks_tags(tmp_path):
     assert result.tag_accuracy < 1.0 and any("tags of solar" in p for p in result.problems)
 
 
-@given(st.binary(max_size=2000))
-@hsettings(max_examples=300, deadline=None)
-def test_reading_arbitrary_bytes_never_raises_anything_but_a_seed_error(data):
+# Openings that send arbitrary bytes to each kind's reader.
+OPENINGS = [("page.txt", b""), ("page.html", b""), ("page.html", b"<!DOCTYPE html><html><body><h1>"),
+            ("feed.xml", b'<?xml version="1.0"?><rss version="2.0"><channel><item><title>'),
+            ("feed.atom", b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><title>'),
+            ("feed.json", b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"title": ')]
+
+
+@given(st.sampled_from(OPENINGS), st.binary(max_size=2000))
+@hsettings(max_examples=400, deadline=None)
+def test_reading_arbitrary_bytes_never_raises_anything_but_a_seed_error(opening, tail):
+    name, head = opening
+    data = head + tail
     try:
-        page = read_page(data, datetime(2026, 1, 1, tzinfo=timezone.utc))
+        page = read_page(data, datetime(2026, 1, 1, tzinfo=timezone.utc), name)
     except SeedError as error:
         assert "\n" not in str(error)
         return
     for item in page.items:
-        for text in (item.title, item.summary or "", item.content or ""):
+        for text in (item.title, item.summary or "", item.content or "", item.link or "", *item.tags):
             assert not _XML_FORBIDDEN.search(text)
         assert item.title and item.text
 

@@ -4,7 +4,8 @@ from datetime import datetime, timezone
 import pytest
 
 from aggregator.errors import SeedError
-from aggregator.parse import clean_text, parse_page, read_page
+from aggregator.read import read_page
+from aggregator.read.text import clean_text, parse_page
 
 from helpers import DEFAULT_MTIME, cases, parse_case, seed_page
 

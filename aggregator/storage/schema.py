@@ -95,6 +95,7 @@ class ItemRow(Base):
     published: Mapped[datetime] = mapped_column(UTCDateTime)
     updated: Mapped[datetime] = mapped_column(UTCDateTime)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    link: Mapped[str | None] = mapped_column(Text)  # the original address (migration 0004)
 
     tags: Mapped[list[TagRow]] = relationship(secondary=item_tags, order_by="TagRow.id")
     sources: Mapped[list[SourceRow]] = relationship(secondary=item_sources, order_by="SourceRow.path")

@@ -51,6 +51,7 @@ def _stored(row: ItemRow) -> StoredItem:
         tags=tuple(_tag(t) for t in row.tags),
         sources=tuple(s.path for s in row.sources),
         related=tuple((r.key, r.title) for r in row.related),
+        link=row.link,
     )
 
 

@@ -95,7 +95,7 @@ class Writer:
         items = items_table.c
         tags = self.tag_keys(ids) if with_tags else {}
         rows = self.connection.execute(
-            select(items.id, items.guid, items.title, items.summary, items.content, items.published)
+            select(items.id, items.guid, items.title, items.summary, items.content, items.published, items.link)
             .where(items.id.in_(ids)))
         return [KnownItem(*row, tag_keys=frozenset(tags.get(row.id, ()))) for row in rows]
 
@@ -154,7 +154,8 @@ class Writer:
             self.connection.execute(
                 update(items_table).where(items_table.c.id == bindparam("item_id")),
                 [{"item_id": item.ref, "title": item.title, "summary": item.summary,
-                  "content": item.content, "published": item.published, "updated": self.now}
+                  "content": item.content, "published": item.published, "link": item.link,
+                  "updated": self.now}
                  for item in changed])
             # Rows whose date is already right are left alone, not rewritten.
             tagged = item_tags.c
@@ -187,7 +188,7 @@ class Writer:
             return {}
         rows = [{"guid": item.guid, "key": guid_key(item.guid), "title": item.title,
                  "summary": item.summary, "content": item.content, "published": item.published,
-                 "updated": self.now, "first_seen": self.now} for item in new]
+                 "link": item.link, "updated": self.now, "first_seen": self.now} for item in new]
         result = self.connection.execute(
             insert(items_table).returning(items_table.c.id, sort_by_parameter_order=True), rows)
         return {item.ref: item_id for item, item_id in zip(new, result.scalars(), strict=True)}

@@ -1,4 +1,4 @@
-"""Page text → Page with items. Pure: no files, no clock (the file's
+"""Plain text → Page with items. Pure: no files, no clock (the file's
 modification time is passed in to date wire articles).
 
 Four layouts are recognised, tried in this order:
@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import replace
 from datetime import date, datetime, timezone
+
+import dateutil.parser
 
 from aggregator.errors import SeedError
 from aggregator.model import Page, ParsedItem
@@ -29,7 +32,14 @@ _INLINE_SPACE = re.compile(r"[^\S\n]+")
 
 BULLETS = "•*-·‣◦▪●"
 _BULLET_LINE = re.compile(rf"^[{re.escape(BULLETS)}]\s+(?P<title>\S.*)$")
-_TAG_HEADER = re.compile(r"^contents\s+tagged\s+with\s*:?\s*[\"“'‘]?(?P<tag>.+?)[\"”'’]?$", re.I)
+# The heading of a page listing one tag's stories: "Contents tagged with X",
+# "Posts tagged X", "Archive for X"; or with a colon, "Tag: X", "Topic: X" …
+_TAG_HEADER = re.compile(
+    r"^(?:(?:contents|posts|stories|articles|news)\s+tagged(?:\s+with)?\s*:?"
+    r"|archives?\s+for(?:\s+the\s+(?:tag|topic|category))?\s*:?"
+    r"|(?:tag|tagged(?:\s+with)?|topic|category)\s*:)"
+    r"\s*[\"“'‘]?(?P<tag>.+?)[\"”'’]?$", re.I)
+_YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")  # "Archive for March 2025" is dates, not a tag
 
 _ELLIPSIS = r"(?:…|\.{3})"
 _READ_MORE = r"(?:read\s+more|continue\s+reading)"
@@ -43,6 +53,33 @@ _BARE_ELLIPSIS = re.compile(rf"\s*{_ELLIPSIS}\s*$")
 
 # Page chrome that precedes an article's title.
 NAVIGATION_LINES = frozenset({"all news", "news", "home", "back", "back to news", "latest news"})
+
+# Lines a browser copies with the page that are never news: skip links,
+# menus, account and cookie buttons, share bars, advertising, paging.
+CHROME_LINES = frozenset("""
+skip to content|skip to main content|skip to navigation|jump to content|menu|main menu|open menu|close menu
+search|sign in|sign up|log in|login|log out|register|subscribe|subscribe now|my account|account
+advertisement|advert|sponsored|ad|share|share this|share this article|share this story|share this page
+facebook|twitter|x|whatsapp|linkedin|email|e-mail|reddit|telegram|pinterest|bluesky|threads|mastodon
+copy link|link copied|print|comments|load more|show more|more stories|see more|view more|next page|previous page
+top stories|latest|latest stories|most popular|accept|accept all|reject all|manage cookies|cookie settings
+manage preferences|allow all|back to top|listen to this article|save|follow|follow us
+""".strip().replace("\n", "|").split("|"))
+# Headings that open the lists under an article or the site's footer: the
+# page's text ends before them.
+END_HEADINGS = frozenset("""
+related|related stories|related articles|related content|related news|more on this story|more from
+most read|most viewed|most popular|popular now|trending|trending now|you may also like|you might also like
+read next|read more|recommended|recommended for you|more stories|more news|also in the news|elsewhere
+""".strip().replace("\n", "|").split("|"))
+_COPYRIGHT = re.compile(r"^(?:©|\(c\)\s|copyright\b)", re.I)
+_COOKIES = re.compile(r"\bcookies?\b", re.I)
+_COOKIE_NOTICE = re.compile(r"\b(?:we use|this (?:site|website) uses|accept|consent|privacy)\b", re.I)
+_BYLINE = re.compile(r"^[Bb]y\s+[A-Z][\w.'’-]*(?:\s+(?:[A-Z][\w.'’-]*|and|&|,|de|van|von|da|di|la|le))*$")
+_PUBLISHED = re.compile(r"^(?:first\s+)?(?:published|posted|updated|last\s+updated)\s*(?:on|at)?\s*:?\s+"
+                        r"(?P<date>.{6,60})$", re.I)
+# "Home | News | Sport" on one line: a menu.
+_MENU_SEPARATORS = (" | ", " · ", " • ", " / ", " > ", " » ")
 
 _MONTHS = {
     name: number
@@ -65,6 +102,8 @@ DATELINE = re.compile(
 )
 
 MAX_TITLE_CHARS = 300
+MAX_DATE_WORDS = 6
+HEADER_BLOCKS = 12  # a tag page's heading stands within its first blocks, under any menu
 
 
 def clean_text(text: str) -> str:
@@ -77,8 +116,8 @@ def clean_text(text: str) -> str:
     return "\n".join(_INLINE_SPACE.sub(" ", line).strip() for line in text.split("\n"))
 
 
-def read_page(data: bytes, mtime: datetime) -> Page:
-    """A seed file's bytes → Page; SeedError says why there is none."""
+def read_text(data: bytes, mtime: datetime) -> Page:
+    """A plain-text seed file's bytes → Page; SeedError says why there is none."""
     return parse_page(clean_text(decode(data)), mtime)
 
 
@@ -121,25 +160,98 @@ def is_title(block: list[str]) -> bool:
     return len(block) == 1 and len(block[0]) <= MAX_TITLE_CHARS
 
 
+def tag_of_heading(line: str) -> str | None:
+    """The tag a heading says its page lists ("Contents tagged with X",
+    "Tag: X", "Archive for X" …), or None."""
+    header = _TAG_HEADER.match(line.strip())
+    if header is None:
+        return None
+    tag = header["tag"].strip()
+    return tag if tag and not _YEAR.search(tag) else None
+
+
+def is_chrome_line(line: str) -> bool:
+    """A line of the site around the page, not of its news."""
+    folded = line.casefold().strip(" :·|•›»")
+    if folded in CHROME_LINES:
+        return True
+    if _COOKIES.search(line) and _COOKIE_NOTICE.search(line) and len(line.split()) <= 60:
+        return True
+    if _BYLINE.match(line) and len(line.split()) <= 8:
+        return True
+    parts = [p for sep in _MENU_SEPARATORS if sep in line for p in line.split(sep)]
+    return len(parts) >= 3 and all(len(p.split()) <= 3 for p in parts)
+
+
+def published_date(line: str) -> datetime | None:
+    """The date of a "Published 12 March 2025" line."""
+    match = _PUBLISHED.match(line)
+    if match is None:
+        return None
+    try:
+        found = dateutil.parser.parse(match["date"], fuzzy=True, default=datetime(2000, 1, 1))
+    except (ValueError, OverflowError):
+        return None
+    return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found.astimezone(timezone.utc)
+
+
+def strip_chrome(blocks: list[list[str]]) -> tuple[list[list[str]], datetime | None]:
+    """The page without what a browser copied around it: chrome lines, menus
+    above it, and from the lists under an article or a copyright line on.
+    Returns the blocks left and the date a "Published …" line gave."""
+    published = None
+    kept: list[list[str]] = []
+    for block in blocks:
+        if kept and len(block) == 1 and (block[0].casefold().strip(" :") in END_HEADINGS
+                                         or _COPYRIGHT.match(block[0])):
+            break
+        lines = []
+        for line in block:
+            date = published_date(line)
+            if date is not None:
+                published = published or date
+            elif not is_chrome_line(line):
+                lines.append(line)
+        if lines:
+            kept.append(lines)
+    # A menu copied as a column of short lines stands above the page.
+    while len(kept) > 1 and len(kept[0]) >= 3 and all(len(line.split()) <= 3 for line in kept[0]):
+        kept = kept[1:]
+    return kept, published
+
+
 def parse_page(text: str, mtime: datetime) -> Page:
     """Parse cleaned page text. Raises SeedError naming why a page holds no items."""
     blocks = blocks_of(text)
     if not blocks:
         raise SeedError("empty file: no text")
-    header = _TAG_HEADER.match(paragraph(blocks[0])) if len(blocks[0]) == 1 else None
-    if header:
-        return parse_tag_page(header["tag"].strip(), blocks[1:])
-    while blocks and len(blocks) > 1 and is_title(blocks[0]) and blocks[0][0].casefold() in NAVIGATION_LINES:
+    # A tag page's heading, with or without a menu above it.
+    for index, block in enumerate(blocks[:HEADER_BLOCKS]):
+        tag = tag_of_heading(block[0]) if len(block) == 1 else None
+        if tag:
+            return parse_tag_page(tag, strip_chrome(blocks[index + 1 :])[0])
+    blocks, published = strip_chrome(blocks)
+    if not blocks:
+        raise SeedError("no known layout: nothing but a site's menus and notices")
+    while len(blocks) > 1 and is_title(blocks[0]) and blocks[0][0].casefold() in NAVIGATION_LINES:
         blocks = blocks[1:]
     if is_listing(blocks):
         return parse_listing(blocks)
     wire = parse_wire_article(blocks, mtime)
     if wire is not None:
         return wire
-    return parse_article(blocks)
+    page = parse_article(blocks)
+    if published is not None:
+        page = Page(page.layout, tuple(replace(item, published=published) for item in page.items))
+    return page
 
 
 def parse_tag_page(tag: str, blocks: list[list[str]]) -> Page:
+    """Bulleted titles, each with its teaser; a copy that lost its bullets
+    reads as a listing. Every item gets the tag."""
+    if not any(len(b) == 1 and _BULLET_LINE.match(b[0]) for b in blocks) and is_listing(blocks):
+        listing = parse_listing(blocks)
+        return Page(layout="tag", items=tuple(replace(i, tags=(tag,)) for i in listing.items), tag=tag)
     items = []
     title: str | None = None
     body: list[str] = []
@@ -147,9 +259,8 @@ def parse_tag_page(tag: str, blocks: list[list[str]]) -> Page:
     def close() -> None:
         if title is not None and body:
             body[-1] = strip_teaser_marker(body[-1])[0]
-            text = "\n\n".join(p for p in body if p)
-            if text:
-                items.append(ParsedItem(title=title, summary=text, tags=(tag,)))
+            if item := teaser_item(title, body, (tag,)):
+                items.append(item)
 
     for block in blocks:
         bullet = _BULLET_LINE.match(block[0]) if len(block) == 1 else None
@@ -162,6 +273,28 @@ def parse_tag_page(tag: str, blocks: list[list[str]]) -> Page:
     if not items:
         raise SeedError(f"tag page for {tag!r} lists no items (no bulleted titles)")
     return Page(layout="tag", items=tuple(items), tag=tag)
+
+
+def date_line(line: str) -> datetime | None:
+    """The date of a line that is nothing but a date with its year
+    ("12 March 2025", "2025-03-12"), as listings show under a headline."""
+    if len(line.split()) > MAX_DATE_WORDS or not _YEAR.search(line):
+        return None
+    try:
+        found = dateutil.parser.parse(line, default=datetime(2000, 1, 1))
+    except (ValueError, OverflowError):
+        return None
+    return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found.astimezone(timezone.utc)
+
+
+def teaser_item(title: str, paragraphs: list[str], tags: tuple[str, ...] = ()) -> ParsedItem | None:
+    """A teaser from the paragraphs under its headline; a date line among
+    them dates it instead of being text."""
+    dates = [date for p in paragraphs if (date := date_line(p)) is not None]
+    text = "\n\n".join(p for p in paragraphs if p and date_line(p) is None)
+    if not text:
+        return None
+    return ParsedItem(title=title, summary=text, published=dates[0] if dates else None, tags=tags)
 
 
 def is_listing(blocks: list[list[str]]) -> bool:
@@ -189,11 +322,11 @@ def parse_listing(blocks: list[list[str]]) -> Page:
         if teaser:
             body.append(teaser)
         if ended:
-            if body:
-                items.append(ParsedItem(title=title, summary="\n\n".join(body)))
+            if item := teaser_item(title, body):
+                items.append(item)
             title, body = None, []
-    if title is not None and body:
-        items.append(ParsedItem(title=title, summary="\n\n".join(body)))
+    if title is not None and (item := teaser_item(title, body)):
+        items.append(item)
     if not items:
         raise SeedError("listing page holds no title followed by a teaser")
     return Page(layout="listing", items=tuple(items))

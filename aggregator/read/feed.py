@@ -1,0 +1,105 @@
+"""Feed files → Page: RSS 0.9x/1.0/2.0 and Atom through feedparser, JSON
+Feed 1.0/1.1 from its JSON. Every entry is one sighting; its own id is kept
+only as a source detail, never as our item id."""
+
+from __future__ import annotations
+
+import calendar
+import json
+from datetime import datetime, timezone
+
+import feedparser
+
+from aggregator.errors import SeedError
+from aggregator.model import Page, ParsedItem
+from aggregator.names import canonical_link
+from aggregator.read.html import fragment_text
+from aggregator.read.text import clean_text
+
+JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1")
+
+
+def is_json_feed(data: bytes) -> bool:
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and document.get("version") in JSON_FEED_VERSIONS
+
+
+def _line(text: str | None) -> str:
+    return " ".join(clean_text(text or "").split())
+
+
+def _text(html_or_text: str | None) -> str | None:
+    """An entry's HTML (or plain) text as paragraphs; None when empty."""
+    text = fragment_text(html_or_text or "")
+    return text or None
+
+
+def _entry(title: str, link: str | None, summary: str | None, content: str | None,
+           published: datetime | None, tags: list[str]) -> ParsedItem | None:
+    title = _line(title)
+    summary, content = _text(summary), _text(content)
+    if content and summary and (content == summary or content.startswith(summary)):
+        summary = None  # a description that is the content's start adds nothing
+    if not title or not (summary or content):
+        return None
+    return ParsedItem(title=title, summary=summary, content=content, published=published,
+                      tags=tuple(dict.fromkeys(tag for tag in map(_line, tags) if tag)),
+                      link=canonical_link(link or ""))
+
+
+def _struct_time(value) -> datetime | None:
+    return datetime.fromtimestamp(calendar.timegm(value), tz=timezone.utc) if value else None
+
+
+def read_xml_feed(data: bytes) -> Page:
+    parsed = feedparser.parse(data)
+    if not parsed.get("version") and not parsed.entries:
+        problem = parsed.get("bozo_exception")
+        raise SeedError(f"not a feed feedparser can read: {str(problem).splitlines()[0] if problem else 'no entries'}")
+    items = []
+    for entry in parsed.entries:
+        content = entry.get("content") or []
+        item = _entry(
+            entry.get("title", ""), entry.get("link"), entry.get("summary"),
+            "\n".join(part.get("value", "") for part in content) or None,
+            _struct_time(entry.get("published_parsed") or entry.get("updated_parsed")),
+            [tag.get("label") or tag.get("term") or "" for tag in entry.get("tags", [])])
+        if item is not None:
+            items.append(item)
+    if not items:
+        raise SeedError("feed holds no entries with a title and text")
+    return Page(layout="feed", items=tuple(items))
+
+
+def _iso(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def read_json_feed(data: bytes) -> Page:
+    document = json.loads(data)
+    items = []
+    for entry in document.get("items") or []:
+        if not isinstance(entry, dict):
+            continue
+        tags = [tag for tag in entry.get("tags") or [] if isinstance(tag, str)]
+        item = _entry(str(entry.get("title") or ""), entry.get("url") or entry.get("external_url"),
+                      entry.get("summary"), entry.get("content_html") or entry.get("content_text"),
+                      _iso(entry.get("date_published") or entry.get("date_modified")), tags)
+        if item is not None:
+            items.append(item)
+    if not items:
+        raise SeedError("JSON Feed holds no items with a title and text")
+    return Page(layout="feed", items=tuple(items))
+
+
+def read_feed(data: bytes) -> Page:
+    return read_json_feed(data) if is_json_feed(data) else read_xml_feed(data)

@@ -1,0 +1,1 @@
+document.querySelector(".cookie-banner button").onclick=function(){};
