@@ -2,8 +2,10 @@
 sighting is an item already stored. Pure: data in, decision out.
 
 A false merge silently loses a story, a missed one shows a story twice; the
-rules below therefore merge only on evidence in the text itself:
+rules below therefore merge only on evidence in the address or the text:
 
+0. the same original address (a page's canonical link, a feed entry's link),
+   or the same feed entry (its own id), whatever the texts say;
 1. same normalised title and compatible texts (one contains the other, or
    near-duplicates);
 2. a teaser contained in a longer text (as its prefix, or with at least 90 %
@@ -11,8 +13,8 @@ rules below therefore merge only on evidence in the text itself:
 3. near-duplicate texts (Jaccard similarity of word shingles ≥ 0.8) under
    different titles: an edited headline.
 
-Candidates come from indexed keys (title, opening words, SimHash bands after
-Manku, Jain and Das Sarma 2007), so a lookup never scans all items.
+Candidates come from indexed keys (address, title, opening words, SimHash
+bands after Manku, Jain and Das Sarma 2007), so a lookup never scans all items.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ def identity_keys(fp: Fingerprint) -> tuple[tuple[str, str], ...]:
         keys.append((KeyKind.LEAD, fp.lead_key))
     if fp.link_key:
         keys.append((KeyKind.LINK, fp.link_key))
+    if fp.entry_key:
+        keys.append((KeyKind.ENTRY, fp.entry_key))
     keys.extend((kind, format(band, "04x")) for kind, band in zip(BANDS, fp.bands, strict=True))
     return tuple(keys)
 
@@ -166,7 +170,7 @@ def is_close(fp: Fingerprint, simhash: int | None) -> bool:
     return simhash is None or hamming(fp.simhash, simhash) <= MAX_SIMHASH_DISTANCE
 
 
-def fingerprint(title: str, text: str, link: str | None = None) -> Fingerprint:
+def fingerprint(title: str, text: str, link: str | None = None, entry_id: str | None = None) -> Fingerprint:
     tokens = words(text)
     # A dateline opens wire copy and would make every story from one agency
     # and day share its opening words; it is left out of the lead key.
@@ -179,6 +183,7 @@ def fingerprint(title: str, text: str, link: str | None = None) -> Fingerprint:
         bands=simhash_bands(value),
         topics=topic_keys(title),
         link_key=_digest(link) if link else None,
+        entry_key=_digest(entry_id) if entry_id else None,
     )
 
 
@@ -228,7 +233,7 @@ def decide(new: ParsedItem, candidates: list[KnownItem]) -> Match | None:
     new_words = words(new.text)
     best: Match | None = None
     for known in sorted(candidates, key=age):
-        rule = match_rule(new_title, new_words, known, new.link)
+        rule = match_rule(new_title, new_words, known, new.link, new.entry_id)
         if rule and (best is None or RULE_STRENGTH[rule] > RULE_STRENGTH[best.rule]):
             best = Match(known, rule)
     return best
@@ -244,13 +249,15 @@ def age(known: KnownItem) -> tuple[bool, int]:
     return age_of(known.id)
 
 
-RULE_STRENGTH = {"near-duplicate": 1, "contained-text": 2, "same-title": 3, "same-link": 4}
+RULE_STRENGTH = {"near-duplicate": 1, "contained-text": 2, "same-title": 3, "same-link": 4, "same-entry": 4}
 
 
 def match_rule(new_title: str, new_words: tuple[str, ...], known: KnownItem,
-               new_link: str | None = None) -> str | None:
+               new_link: str | None = None, new_entry: str | None = None) -> str | None:
     if new_link and new_link == known.link:
         return "same-link"  # one address is one story, whatever its texts say
+    if new_entry and (KeyKind.ENTRY, _digest(new_entry)) in known.keys:
+        return "same-entry"  # a feed entry seen again, perhaps edited
     known_words = words(known.text)
     if normalize_title(known.title) == new_title:
         return "same-title" if texts_compatible(new_words, known_words) else None
@@ -280,7 +287,8 @@ def _title_rank(title: str, complete: bool) -> tuple[bool, int, str]:
 def _date_rank(moment: datetime) -> tuple[date, bool, datetime]:
     """The earliest day wins; on one day, a time of day beats a bare day (a
     page that gives only the date), then the earlier time."""
-    return moment.date(), moment.timetz() == MIDNIGHT, moment
+    utc = moment.astimezone(timezone.utc)
+    return utc.date(), utc.timetz() == MIDNIGHT, utc
 
 
 def _link_rank(link: str, complete: bool) -> tuple[bool, str]:

@@ -48,7 +48,8 @@ def sightings_of(items: tuple[ParsedItem, ...], seen: datetime) -> list[tuple[Pa
     """A page's items, each dated and fingerprinted. An undated sighting is as
     old as the saved page: merges take the earliest date of all sightings,
     whatever order the files come in."""
-    return [(replace(item, published=item.published or seen), dedupe.fingerprint(item.title, item.text, item.link))
+    return [(replace(item, published=item.published or seen),
+             dedupe.fingerprint(item.title, item.text, item.link, item.entry_id))
             for item in items]
 
 

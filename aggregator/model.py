@@ -24,6 +24,7 @@ class KeyKind(StrEnum):
     TITLE = "title"
     LEAD = "lead"
     LINK = "link"  # the original address
+    ENTRY = "entry"  # a feed entry's own id (guid)
     BAND0 = "band0"
     BAND1 = "band1"
     BAND2 = "band2"
@@ -69,6 +70,7 @@ class ParsedItem(HasText):
     published: datetime | None = None  # only when the page states a date
     tags: tuple[str, ...] = ()
     link: str | None = None  # the original address, normalised (names.canonical_link)
+    entry_id: str | None = None  # a feed entry's own id: finds the entry again, never our id
 
     @property
     def complete(self) -> bool:
@@ -93,6 +95,7 @@ class Fingerprint:
     bands: tuple[int, int, int, int]  # simhash split in four 16-bit bands
     topics: tuple[str, ...] = ()  # headline word pairs, to find related stories
     link_key: str | None = None  # the original address, when the sighting has one
+    entry_key: str | None = None  # a feed entry's own id, when the sighting is one
 
 
 @dataclass(frozen=True)

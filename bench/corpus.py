@@ -1,6 +1,7 @@
 """A deterministic seed folder in the four layouts, with the overlap real
 folders have: about 20 % of teasers later appear as full articles, 10 % of
-items on two tag pages, and some edited headlines."""
+items on two tag pages, and some edited headlines. Then HTML articles and
+listings and RSS files of the same stories, as people save them beside."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ def teaser(s: Story, words: int) -> str:
 
 def generate(folder: Path, files: int, seed: int = 1) -> int:
     """Write `files` pages; returns the number of item sightings written."""
+    return write_text_pages(folder, files, seed)[0]
+
+
+def write_text_pages(folder: Path, files: int, seed: int = 1) -> tuple[int, list[Story]]:
+    """Write `files` text pages; (the sightings written, the stories told)."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     stories: list[Story] = []
@@ -74,9 +80,60 @@ def generate(folder: Path, files: int, seed: int = 1) -> int:
                 text = f"Contents tagged with {rng.choice(TAGS)}\n\n" + "".join(
                     f"  • {s.title}\n\n    {teaser(s, rng.randint(15, 30))} …\n\n" for s in page)
                 count = ITEMS_PER_PAGE
-        path = folder / f"{n:06}.txt"
-        path.write_text(text, encoding="utf-8")
-        stamp = 1_700_000_000 + n * 60
-        os.utime(path, (stamp, stamp))
+        write(folder / f"{n:06}.txt", text, n)
         sightings += count
+    return sightings, stories
+
+
+def write(path: Path, text: str, n: int) -> None:
+    path.write_text(text, encoding="utf-8")
+    stamp = 1_700_000_000 + n * 60
+    os.utime(path, (stamp, stamp))
+
+
+def link(s: Story) -> str:
+    return f"https://news.bench.example/story/{s.number}?utm_source=bench"
+
+
+def html_article(s: Story) -> str:
+    body = "".join(f"<p>{p}</p>" for p in s.paragraphs)
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{s.title} | Bench News</title>'
+            f'<link rel="canonical" href="{link(s)}"><meta property="og:title" content="{s.title}">'
+            f'<meta property="og:type" content="article">'
+            f'<meta property="article:published_time" content="2024-06-01T10:00:00Z"></head><body>'
+            f'<header><nav><a href="/">Home</a> <a href="/news">News</a></nav></header>'
+            f'<main><article><h1>{s.title}</h1>{body}</article></main>'
+            f'<footer>© Bench News</footer></body></html>')
+
+
+def html_listing(page: list[Story], rng: random.Random) -> str:
+    blocks = "".join(f'<article><h2><a href="{link(s)}">{s.title}</a></h2><p>{teaser(s, rng.randint(15, 30))}</p>'
+                     f'</article>' for s in page)
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Bench News</title></head><body>'
+            f'<header><nav><a href="/">Home</a> <a href="/news">News</a></nav></header>'
+            f'<main>{blocks}</main><aside class="most-read"><a href="/a">Most read story</a></aside></body></html>')
+
+
+def rss(page: list[Story], rng: random.Random) -> str:
+    items = "".join(f"<item><title>{s.title}</title><link>{link(s)}</link><guid>{s.number}</guid>"
+                    f"<description>{teaser(s, rng.randint(15, 30))}</description></item>" for s in page)
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Bench News</title>'
+            f'<link>https://news.bench.example/</link><description>Bench</description>{items}</channel></rss>')
+
+
+def write_web_pages(folder: Path, stories: list[Story], files: int, seed: int = 2) -> dict[str, int]:
+    """Write `files` pages of stories already told, in turn an HTML article,
+    an HTML listing and an RSS file; the sightings written, by kind."""
+    rng = random.Random(seed)
+    sightings = {"html": 0, "feed": 0}
+    for n in range(files):
+        if n % 3 == 0:
+            write(folder / f"web{n:06}.html", html_article(rng.choice(stories)), n)
+            sightings["html"] += 1
+        elif n % 3 == 1:
+            write(folder / f"web{n:06}.html", html_listing(rng.sample(stories, 9), rng), n)
+            sightings["html"] += 9
+        else:
+            write(folder / f"web{n:06}.rss", rss(rng.sample(stories, ITEMS_PER_PAGE), rng), n)
+            sightings["feed"] += ITEMS_PER_PAGE
     return sightings

@@ -214,3 +214,45 @@ def test_the_shipped_seeds_keep_their_ids(storage, tmp_path, clock):
     expected = json.loads((DATA / "seeds" / "ids.json").read_text(encoding="utf-8"))["ids"]
     run_once(storage, SEEDS, clock=clock)
     assert {item.title: item.guid for item in storage.all_items()} == expected
+
+
+def test_a_headline_that_names_an_error_is_news_and_a_body_class_is_not_furniture():
+    teaser = "Officials found that a spreadsheet error had added four hundred votes to the winning candidate."
+    page = (b'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Error in vote count | Daily</title></head>'
+            b'<body class="social-share-enabled nav-sticky"><main>'
+            + b"".join(f'<div class="story"><h2><a href="/s{n}">Error in vote count {n}</a></h2><p>{teaser}</p></div>'
+                       .encode() for n in range(2))
+            + b'</main><div class="most-read-box"><h2><a href="/x">A popular story elsewhere</a></h2>'
+              b'<p>This teaser sits in a most read box and is no story of the page at all.</p></div></body></html>')
+    listed = read_page(page, MTIME, "front.html")
+    assert [item.title for item in listed.items] == ["Error in vote count 0", "Error in vote count 1"]
+    assert listed.items[0].link is None  # a relative link on a page with no address of its own
+
+
+RSS_ENTRY = """<?xml version="1.0"?><rss version="2.0"><channel><title>{feed}</title><link>{home}</link>
+<description>x</description><item><title>{title}</title><guid isPermaLink="false">1</guid>
+<description>{text}</description></item></channel></rss>"""
+
+
+@both_databases
+def test_a_feed_entry_seen_again_is_one_story_even_rewritten_but_its_id_is_its_feeds_own(storage, tmp_path, clock):
+    folder = tmp_path / "feeds"
+    folder.mkdir()
+    first = dict(feed="Harbour news", home="https://harbour.example/", title="Crane collapses at container quay",
+                 text="A crane collapsed at the container quay on Tuesday night; nobody was hurt, the port said.")
+    write_seed(folder, "harbour.xml", RSS_ENTRY.format(**first), minute=1)
+    run_once(storage, folder, clock=clock)
+    # The same entry, its headline and text rewritten by the newsroom: nothing but its id says it is the same.
+    write_seed(folder, "harbour.xml", RSS_ENTRY.format(**{
+        **first, "title": "Investigation opened after quay accident",
+        "text": "Inspectors are examining the remains of the container crane that fell over late on Tuesday."}),
+        minute=2)
+    clock.advance()
+    report = run_once(storage, folder, clock=clock)
+    assert (report.new_items, report.updated_items, storage.item_count()) == (0, 1, 1)
+    # Another feed numbering its entries from 1 too: another story.
+    write_seed(folder, "valley.xml", RSS_ENTRY.format(
+        feed="Valley news", home="https://valley.example/", title="Library reopens after flood repairs",
+        text="The town library reopened on Monday after three months of repairs to its flooded basement."), minute=3)
+    run_once(storage, folder, clock=clock)
+    assert storage.item_count() == 2

@@ -33,6 +33,7 @@ class Kind(StrEnum):
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml", ".shtml"})
 FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom", ".rdf", ".json", ".feed"})
 SNIFF_BYTES = 2048
+BOM_STARTS = tuple(bom for bom, _ in BOMS)
 
 
 def _opening(data: bytes) -> str:
@@ -48,8 +49,11 @@ def kind_of(name: str, data: bytes) -> Kind:
     """The kind of a seed file: by its content (what a browser's sniffer looks
     at: the doctype, the root element, a JSON Feed's version), with the name
     as a hint where the content does not say."""
-    opening = _opening(data)
     suffix = PurePosixPath(name).suffix.lower()
+    first = data[:SNIFF_BYTES].lstrip()[:1]
+    if first not in (b"<", b"{") and suffix not in HTML_SUFFIXES and not data.startswith(BOM_STARTS):
+        return Kind.TEXT  # most seed files: told at the first character
+    opening = _opening(data)
     if opening.startswith(("<!doctype html", "<html")):
         return Kind.HTML
     if opening.startswith("<"):

@@ -38,7 +38,7 @@ def _text(html_or_text: str | None) -> str | None:
 
 
 def _entry(title: str, link: str | None, summary: str | None, content: str | None,
-           published: datetime | None, tags: list[str]) -> ParsedItem | None:
+           published: datetime | None, tags: list[str], entry_id: str | None = None) -> ParsedItem | None:
     title = _line(title)
     summary, content = _text(summary), _text(content)
     if content and summary and (content == summary or content.startswith(summary)):
@@ -47,7 +47,14 @@ def _entry(title: str, link: str | None, summary: str | None, content: str | Non
         return None
     return ParsedItem(title=title, summary=summary, content=content, published=published,
                       tags=tuple(dict.fromkeys(tag for tag in map(_line, tags) if tag)),
-                      link=canonical_link(link or ""))
+                      link=canonical_link(link or ""), entry_id=entry_id)
+
+
+def scoped_id(feed: object, entry: object) -> str | None:
+    """An entry's own id within its feed's: "1" in one feed is not "1" in another."""
+    if not entry:
+        return None
+    return f"{_line(str(feed or ''))} {_line(str(entry))}"
 
 
 def _struct_time(value) -> datetime | None:
@@ -59,6 +66,7 @@ def read_xml_feed(data: bytes) -> Page:
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
         raise SeedError(f"not a feed feedparser can read: {str(problem).splitlines()[0] if problem else 'no entries'}")
+    feed = parsed.feed
     items = []
     for entry in parsed.entries:
         content = entry.get("content") or []
@@ -66,7 +74,8 @@ def read_xml_feed(data: bytes) -> Page:
             entry.get("title", ""), entry.get("link"), entry.get("summary"),
             "\n".join(part.get("value", "") for part in content) or None,
             _struct_time(entry.get("published_parsed") or entry.get("updated_parsed")),
-            [tag.get("label") or tag.get("term") or "" for tag in entry.get("tags", [])])
+            [tag.get("label") or tag.get("term") or "" for tag in entry.get("tags", [])],
+            scoped_id(feed.get("id") or feed.get("link") or feed.get("title"), entry.get("id")))
         if item is not None:
             items.append(item)
     if not items:
@@ -86,6 +95,7 @@ def _iso(value: object) -> datetime | None:
 
 def read_json_feed(data: bytes) -> Page:
     document = json.loads(data)
+    scope = document.get("feed_url") or document.get("home_page_url") or document.get("title")
     items = []
     for entry in document.get("items") or []:
         if not isinstance(entry, dict):
@@ -93,7 +103,8 @@ def read_json_feed(data: bytes) -> Page:
         tags = [tag for tag in entry.get("tags") or [] if isinstance(tag, str)]
         item = _entry(str(entry.get("title") or ""), entry.get("url") or entry.get("external_url"),
                       entry.get("summary"), entry.get("content_html") or entry.get("content_text"),
-                      _iso(entry.get("date_published") or entry.get("date_modified")), tags)
+                      _iso(entry.get("date_published") or entry.get("date_modified")), tags,
+                      scoped_id(scope, entry.get("id")))
         if item is not None:
             items.append(item)
     if not items:

@@ -30,12 +30,19 @@ BLOCKS = frozenset("address article aside blockquote br dd div dl dt figcaption 
 NOT_TEXT = ("script", "style", "noscript", "template", "svg", etree.Comment)
 # Page furniture: never an item, nor part of one's text.
 FURNITURE_TAGS = frozenset({"nav", "header", "footer", "aside", "form", "menu"})
-FURNITURE_WORDS = ("nav", "menu", "footer", "related", "popular", "most-read", "mostread", "share", "social",
-                   "cookie", "consent", "newsletter", "breadcrumb", "pagination", "pager", "sidebar",
-                   "trending", "promo", "advert", "banner", "masthead", "skip")
-# A page that says it is not there, or not for us.
-NOT_A_PAGE = ("page not found", "not found", "404", "error", "access denied", "sign in", "log in", "login",
-              "subscribe to continue", "subscribe to read", "cookie", "consent", "privacy settings")
+# Words of class, id and role names that mark furniture, matched as whole words.
+FURNITURE_WORDS = frozenset("""nav navbar navigation menu footer related popular mostread most read share
+sharing social cookie cookies consent newsletter breadcrumb breadcrumbs pagination pager sidebar trending
+promo advert ad ads banner masthead skip""".split()) - {"most", "read"}
+FURNITURE_PAIRS = ("most read", "most viewed", "more from", "read next")
+# What an error page, a login or a consent wall calls itself, in full.
+NOT_A_PAGE = frozenset({
+    "page not found", "not found", "404", "404 not found", "error 404", "404 page not found", "error",
+    "access denied", "forbidden", "sign in", "log in", "login", "sign in to continue",
+    "sign in to continue reading", "log in to continue reading", "subscribe to continue reading",
+    "subscribe to read", "subscribe to read this article", "your privacy settings", "privacy settings",
+    "cookie settings", "we value your privacy", "before you continue", "consent"})
+TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " :: ")
 # WHATWG: pages labelled Latin-1 or ASCII are read as windows-1252, as browsers do.
 ENCODING_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "l1": "cp1252",
                     "us-ascii": "cp1252", "ascii": "cp1252", "iso8859-1": "cp1252", "cp819": "cp1252"}
@@ -119,12 +126,16 @@ def line_text(element: lxml.html.HtmlElement) -> str:
 
 
 def is_furniture(element: lxml.html.HtmlElement) -> bool:
-    """Inside a menu, header, footer, sidebar, share bar, cookie notice …"""
+    """Inside a menu, header, footer, sidebar, share bar, cookie notice …
+    (the page's own <body> and <html> say nothing of the kind)."""
     for node in element.iterancestors():
         if node.tag in FURNITURE_TAGS:
             return True
+        if node.tag in ("body", "html"):
+            break
         marks = f"{node.get('class', '')} {node.get('id', '')} {node.get('role', '')}".lower()
-        if any(word in marks for word in FURNITURE_WORDS) or "navigation" in marks:
+        words = " ".join(marks.replace("-", " ").replace("_", " ").split())
+        if FURNITURE_WORDS.intersection(words.split()) or any(pair in words for pair in FURNITURE_PAIRS):
             return True
     return False
 
@@ -218,11 +229,15 @@ def headline(tree, ld: dict) -> str | None:
 
 
 def says_not_a_page(tree) -> str | None:
-    """What an error page, login or consent wall says of itself."""
+    """What an error page, login or consent wall calls itself (its heading,
+    or its title before the site's name), when that is all it says: a
+    headline such as "Error in vote count" is news."""
     for element in [*tree.iter("h1"), *tree.iter("title")]:
         text = line_text(element)
-        lowered = text.lower()
-        if any(phrase in lowered.split(" | ")[0] for phrase in NOT_A_PAGE) and len(text.split()) <= 8:
+        name = text
+        for separator in TITLE_SEPARATORS:
+            name = name.split(separator)[0]
+        if name.casefold().strip(" .!:") in NOT_A_PAGE:
             return text
     return None
 
@@ -247,13 +262,17 @@ def teasers(tree, base: str | None) -> list[ParsedItem]:
     without teasers (menus, "Most read", pagination) are not items."""
     headings = [link for link in tree.iter("a") if link.get("href") and is_headline(link)
                 and not is_furniture(link)]
-    heads = set(headings)
+    # How many headlines each element holds: one pass up from each headline.
+    holds: dict[lxml.html.HtmlElement, int] = {}
+    for link in headings:
+        for node in link.iterancestors():
+            holds[node] = holds.get(node, 0) + 1
     items = []
     for link in headings:
         block = link
         # Climb to the largest block that holds this headline and no other.
         while (parent := block.getparent()) is not None and parent.tag not in ("body", "html") \
-                and sum(1 for a in parent.iter("a") if a in heads) == 1:
+                and holds[parent] == 1:
             block = parent
         title = line_text(link)
         # Lines of a few words around a teaser are its date, section or byline.

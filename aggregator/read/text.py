@@ -103,6 +103,8 @@ DATELINE = re.compile(
 
 MAX_TITLE_CHARS = 300
 MAX_DATE_WORDS = 6
+MAX_DATE_CHARS = 40
+MAX_CHROME_CHARS = 120  # a menu, a button, a byline or a date line is short
 HEADER_BLOCKS = 12  # a tag page's heading stands within its first blocks, under any menu
 
 
@@ -172,10 +174,12 @@ def tag_of_heading(line: str) -> str | None:
 
 def is_chrome_line(line: str) -> bool:
     """A line of the site around the page, not of its news."""
+    if "ookie" in line and _COOKIES.search(line) and _COOKIE_NOTICE.search(line) and len(line.split()) <= 60:
+        return True
+    if len(line) > MAX_CHROME_CHARS:  # news text: the test every teaser and paragraph takes, kept cheap
+        return False
     folded = line.casefold().strip(" :·|•›»")
     if folded in CHROME_LINES:
-        return True
-    if _COOKIES.search(line) and _COOKIE_NOTICE.search(line) and len(line.split()) <= 60:
         return True
     if _BYLINE.match(line) and len(line.split()) <= 8:
         return True
@@ -185,7 +189,7 @@ def is_chrome_line(line: str) -> bool:
 
 def published_date(line: str) -> datetime | None:
     """The date of a "Published 12 March 2025" line."""
-    match = _PUBLISHED.match(line)
+    match = _PUBLISHED.match(line) if len(line) <= MAX_CHROME_CHARS else None
     if match is None:
         return None
     try:
@@ -202,9 +206,12 @@ def strip_chrome(blocks: list[list[str]]) -> tuple[list[list[str]], datetime | N
     published = None
     kept: list[list[str]] = []
     for block in blocks:
-        if kept and len(block) == 1 and (block[0].casefold().strip(" :") in END_HEADINGS
-                                         or _COPYRIGHT.match(block[0])):
+        if kept and len(block) == 1 and len(block[0]) <= MAX_CHROME_CHARS and (
+                block[0].casefold().strip(" :") in END_HEADINGS or _COPYRIGHT.match(block[0])):
             break
+        if all(len(line) > MAX_CHROME_CHARS and "ookie" not in line for line in block):
+            kept.append(block)  # paragraphs of news: no chrome is that long
+            continue
         lines = []
         for line in block:
             date = published_date(line)
@@ -278,7 +285,7 @@ def parse_tag_page(tag: str, blocks: list[list[str]]) -> Page:
 def date_line(line: str) -> datetime | None:
     """The date of a line that is nothing but a date with its year
     ("12 March 2025", "2025-03-12"), as listings show under a headline."""
-    if len(line.split()) > MAX_DATE_WORDS or not _YEAR.search(line):
+    if len(line) > MAX_DATE_CHARS or len(line.split()) > MAX_DATE_WORDS or not _YEAR.search(line):
         return None
     try:
         found = dateutil.parser.parse(line, default=datetime(2000, 1, 1))
@@ -290,8 +297,9 @@ def date_line(line: str) -> datetime | None:
 def teaser_item(title: str, paragraphs: list[str], tags: tuple[str, ...] = ()) -> ParsedItem | None:
     """A teaser from the paragraphs under its headline; a date line among
     them dates it instead of being text."""
-    dates = [date for p in paragraphs if (date := date_line(p)) is not None]
-    text = "\n\n".join(p for p in paragraphs if p and date_line(p) is None)
+    dated = [(p, date_line(p)) for p in paragraphs if p]
+    dates = [date for _, date in dated if date is not None]
+    text = "\n\n".join(p for p, date in dated if date is None)
     if not text:
         return None
     return ParsedItem(title=title, summary=text, published=dates[0] if dates else None, tags=tags)
