@@ -112,3 +112,20 @@ async def test_hostile_titles_show_as_text(served, browser):
     assert await browser.evaluate("document.querySelectorAll('article img, article script').length") == 0
     assert await browser.evaluate("document.querySelector('h1').textContent") == (
         "<script>document.title='owned'</script><img src=x onerror=alert(1)>")
+
+
+async def test_an_items_original_address_is_shown_and_fits_a_phone(served, browser):
+    client, base = served
+    address = "https://www.islandherald.example/news/2025/03/12/" + "a-very-long-address-segment-" * 8 + "end"
+    body = "".join(f"<p>Paragraph {n} of an article saved from a browser, long enough to be read as one.</p>"
+                   for n in range(6))
+    write_seed(settings_of(client.app).seeds_dir, "saved.html",
+               f'<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="canonical" href="{address}">'
+               f'<meta property="og:type" content="article"></head><body><article><h1>A saved article</h1>'
+               f"{body}</article></body></html>")
+    await client.app[INGESTER].scan()
+    await browser.open(f"{base}/")
+    await browser.open(await browser.evaluate(
+        "[...document.querySelectorAll('ul.items a')].find(a => a.textContent === 'A saved article').href"))
+    assert await browser.evaluate("document.querySelector('p.link a').href") == address
+    assert await browser.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
