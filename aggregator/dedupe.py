@@ -36,6 +36,7 @@ from aggregator.names import tag_key
 from aggregator.read.text import DATELINE
 
 MIDNIGHT = time(0, 0, tzinfo=timezone.utc)
+UNSIGNED_64 = (1 << 64) - 1
 SHINGLE_WORDS = 3
 LEAD_WORDS = 12  # opening words that key a text; teasers share them with their article
 MIN_WORDS_FOR_TEXT_MATCH = 12  # shorter texts only merge under the same title
@@ -114,7 +115,8 @@ def simhash_bands(value: int) -> tuple[int, int, int, int]:
 
 
 def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
+    """Bits apart over 64 bits, whether the store kept a SimHash signed or not."""
+    return ((a ^ b) & UNSIGNED_64).bit_count()
 
 
 def _digest(value: str) -> str:
@@ -449,12 +451,14 @@ def related_headlines(titles: Sequence[tuple[int, str]], wanted: Mapping[int, se
                                                          for title in wanted[item_id])]
 
 
-def topic_keys_of(rows: Sequence[KeyRow], ids: Collection[int]) -> dict[int, frozenset[tuple[str, str]]]:
+def topic_keys_of(rows: Sequence[KeyRow], ids: Collection[int]
+                  ) -> dict[int, tuple[frozenset[tuple[str, str]], frozenset[int | None]]]:
+    """The topic keys each of the items was found by (and no SimHashes)."""
     keys: dict[int, set[tuple[str, str]]] = {item_id: set() for item_id in ids}
     for kind, value, item_id, _ in rows:
         if item_id in keys:
             keys[item_id].add((kind, value))
-    return {item_id: frozenset(found) for item_id, found in keys.items()}
+    return {item_id: (frozenset(found), frozenset()) for item_id, found in keys.items()}
 
 
 # --- a whole page --------------------------------------------------------------

@@ -60,8 +60,7 @@ def candidates(writer: Writer, fps: list[Fingerprint]) -> dict[int, KnownItem]:
     found = dedupe.candidate_keys(writer.keyed_rows(by_key), by_key)
     if not found:
         return {}
-    return {item.id: replace(item, keys=found[item.id][0], simhashes=found[item.id][1])
-            for item in writer.known_items(list(found), with_tags=True)}
+    return {item.id: item for item in writer.known_items(found, with_tags=True)}
 
 
 def related_candidates(writer: Writer, sightings: list[tuple[str, Fingerprint]]) -> list[KnownItem]:
@@ -76,8 +75,7 @@ def related_candidates(writer: Writer, sightings: list[tuple[str, Fingerprint]])
     close = dedupe.related_headlines(writer.titles(wanted), wanted)
     if not close:
         return []
-    topics = dedupe.topic_keys_of(rows, close)
-    return [replace(item, keys=topics[item.id]) for item in writer.known_items(close)]
+    return writer.known_items(dedupe.topic_keys_of(rows, close))
 
 
 def plan_with_store(writer: Writer, sightings: list[tuple[ParsedItem, Fingerprint]]) -> PagePlan:

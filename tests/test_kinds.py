@@ -256,3 +256,26 @@ def test_a_feed_entry_seen_again_is_one_story_even_rewritten_but_its_id_is_its_f
         text="The town library reopened on Monday after three months of repairs to its flooded basement."), minute=3)
     run_once(storage, folder, clock=clock)
     assert storage.item_count() == 2
+
+
+def test_a_json_feed_with_fields_of_the_wrong_types_reads_what_it_can():
+    feed = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": ["not", "text"], "items": [
+        {"id": 7, "url": 12345, "title": "Harbour reopens after the storm", "tags": "Weather",
+         "content_html": ["<p>a list</p>"], "summary": "The harbour reopened on Friday morning after the storm.",
+         "date_published": 20250312},
+        {"title": {"a": "dict"}, "content_text": "A title that is not text makes no item."},
+        "not an entry"]}).encode()
+    [item] = read_page(feed, MTIME, "feed.json").items
+    assert (item.title, item.summary, item.content, item.link, item.tags, item.published) == (
+        "Harbour reopens after the storm", "The harbour reopened on Friday morning after the storm.", None,
+        None, (), None)
+
+
+def test_a_category_line_over_an_article_is_no_tag_page():
+    text = ("Home | News | Politics | Sport\n\nCategory: Politics\n\nMinister resigns over expenses claims\n\n"
+            "The housing minister resigned on Friday after a newspaper published details of her expenses claims.\n\n"
+            "She said she had broken no rules but did not want to distract from the government's work.\n")
+    page = read_page(text.encode(), MTIME, "copied.txt")
+    assert page.layout == "article"
+    assert page.items[0].title == "Minister resigns over expenses claims"
+    assert page.items[0].content.startswith("The housing minister resigned")

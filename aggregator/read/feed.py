@@ -58,14 +58,26 @@ def scoped_id(feed: object, entry: object) -> str | None:
 
 
 def _struct_time(value) -> datetime | None:
-    return datetime.fromtimestamp(calendar.timegm(value), tz=timezone.utc) if value else None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=timezone.utc) if value else None
+    except (OverflowError, ValueError, OSError):  # a date no calendar has
+        return None
+
+
+def _string(value: object) -> str | None:
+    """A JSON Feed field as text: anything but a string counts as absent."""
+    return value if isinstance(value, str) else None
+
+
+def first_line(problem: object) -> str:
+    return (str(problem).splitlines() or [repr(problem)])[0]
 
 
 def read_xml_feed(data: bytes) -> Page:
     parsed = feedparser.parse(data)
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
-        raise SeedError(f"not a feed feedparser can read: {str(problem).splitlines()[0] if problem else 'no entries'}")
+        raise SeedError(f"not a feed feedparser can read: {first_line(problem) if problem else 'no entries'}")
     feed = parsed.feed
     items = []
     for entry in parsed.entries:
@@ -97,14 +109,16 @@ def read_json_feed(data: bytes) -> Page:
     document = json.loads(data)
     scope = document.get("feed_url") or document.get("home_page_url") or document.get("title")
     items = []
-    for entry in document.get("items") or []:
+    for entry in document.get("items") if isinstance(document.get("items"), list) else []:
         if not isinstance(entry, dict):
             continue
-        tags = [tag for tag in entry.get("tags") or [] if isinstance(tag, str)]
-        item = _entry(str(entry.get("title") or ""), entry.get("url") or entry.get("external_url"),
-                      entry.get("summary"), entry.get("content_html") or entry.get("content_text"),
-                      _iso(entry.get("date_published") or entry.get("date_modified")), tags,
-                      scoped_id(scope, entry.get("id")))
+        tags = entry.get("tags") if isinstance(entry.get("tags"), list) else []
+        item = _entry(_string(entry.get("title")) or "",
+                      _string(entry.get("url")) or _string(entry.get("external_url")),
+                      _string(entry.get("summary")),
+                      _string(entry.get("content_html")) or _string(entry.get("content_text")),
+                      _iso(entry.get("date_published") or entry.get("date_modified")),
+                      [tag for tag in tags if isinstance(tag, str)], scoped_id(scope, entry.get("id")))
         if item is not None:
             items.append(item)
     if not items:
@@ -113,4 +127,7 @@ def read_json_feed(data: bytes) -> Page:
 
 
 def read_feed(data: bytes) -> Page:
-    return read_json_feed(data) if is_json_feed(data) else read_xml_feed(data)
+    try:
+        return read_json_feed(data) if is_json_feed(data) else read_xml_feed(data)
+    except (ValueError, TypeError, RecursionError) as error:  # a hostile file
+        raise SeedError(f"feed that cannot be read: {first_line(error)}") from None

@@ -236,7 +236,14 @@ def parse_page(text: str, mtime: datetime) -> Page:
     for index, block in enumerate(blocks[:HEADER_BLOCKS]):
         tag = tag_of_heading(block[0]) if len(block) == 1 else None
         if tag:
-            return parse_tag_page(tag, strip_chrome(blocks[index + 1 :])[0])
+            try:
+                return parse_tag_page(tag, strip_chrome(blocks[index + 1 :])[0])
+            except SeedError:
+                if index == 0:  # the page opens with the heading: a tag page, empty
+                    raise
+            # A "Topic: X" line over something else (an article filed under X): not a list.
+            blocks = blocks[:index] + blocks[index + 1 :]
+            break
     blocks, published = strip_chrome(blocks)
     if not blocks:
         raise SeedError("no known layout: nothing but a site's menus and notices")

@@ -5,7 +5,7 @@ writes what dedup planned."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import Table, bindparam, insert, select, text, update
@@ -32,9 +32,8 @@ MAX_ITEMS_PER_KEY = 50
 MAX_ITEMS_PER_TOPIC = 10
 KEYS_PER_QUERY = 200  # SQLite allows 500 terms in one compound SELECT
 
-KeyRow = tuple[str, str, int, "int | None"]  # (kind, value, item id, SimHash of a band key)
-
-_UNSIGNED = (1 << 64) - 1
+# (kind, value, item id, SimHash of a band key as stored: a signed 64-bit integer)
+KeyRow = tuple[str, str, int, "int | None"]
 
 
 def _signed(value: int) -> int:
@@ -75,9 +74,7 @@ class Writer:
             params: dict[str, object] = {"per_key": per_key}
             for n, (kind, value) in enumerate(chunk):
                 params[f"k{n}"], params[f"v{n}"] = kind, value
-            rows.extend((kind, value, item_id, None if simhash is None else simhash & _UNSIGNED)
-                        for kind, value, item_id, simhash
-                        in self.connection.execute(_newest_per_key(len(chunk)), params))
+            rows.extend(self.connection.execute(_newest_per_key(len(chunk)), params).all())
         return rows
 
     def tag_keys(self, ids: Sequence[int]) -> dict[int, set[str]]:
@@ -90,19 +87,21 @@ class Writer:
             found.setdefault(item_id, set()).add(key)
         return found
 
-    def known_items(self, ids: Sequence[int], with_tags: bool = False) -> list[KnownItem]:
-        """The items as dedup compares them (without the keys they were found by)."""
+    def known_items(self, found: Mapping[int, tuple[frozenset, frozenset]],
+                    with_tags: bool = False) -> list[KnownItem]:
+        """The items as dedup compares them, with (the keys they were found
+        by, the SimHashes of those) as given by item id."""
         items = items_table.c
-        tags = self.tag_keys(ids) if with_tags else {}
+        tags = self.tag_keys(list(found)) if with_tags else {}
         rows = self.connection.execute(
             select(items.id, items.guid, items.title, items.summary, items.content, items.published, items.link)
-            .where(items.id.in_(ids)))
-        return [KnownItem(*row, tag_keys=frozenset(tags.get(row.id, ()))) for row in rows]
+            .where(items.id.in_(list(found))))
+        return [KnownItem(*row, tag_keys=frozenset(tags.get(row.id, ())), keys=found[row.id][0],
+                          simhashes=found[row.id][1]) for row in rows]
 
     def titles(self, ids: Iterable[int]) -> list[tuple[int, str]]:
         items = items_table.c
-        return [tuple(row) for row in self.connection.execute(select(items.id, items.title)
-                                                              .where(items.id.in_(ids)))]
+        return self.connection.execute(select(items.id, items.title).where(items.id.in_(ids))).all()
 
     def taken_guids(self, guids: Sequence[str]) -> set[str]:
         if not guids:
