@@ -4,7 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: run test lint bench clean
+.PHONY: help run test lint bench clean
+
+# The first target: `make` alone says what there is.
+help:
+	@echo "make run     set up and serve seeds/ on http://127.0.0.1:8080 (CONFIG=config.toml)"
+	@echo "make test    set up, lint and run the whole test suite"
+	@echo "make lint    ruff over the code and tests"
+	@echo "make bench   measure against floors (QUICK=1 for the short run)"
+	@echo "make clean   remove the virtual environment, data/ and the exported feeds"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,4 +46,4 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) data feeds/*.rss feeds/*.atom feeds/tags
+	rm -rf $(VENV) data feeds/*.rss feeds/*.atom feeds/*.json feeds/*.opml feeds/tags

@@ -261,19 +261,27 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def common_options(default: object) -> argparse.ArgumentParser:
+    """--config and --log-format, taken before or after the command. After it
+    they default to nothing, so a value given before is kept."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--config", metavar="PATH", default=default,
+                         help="configuration file (default: $AGGREGATOR_CONFIG, else ./config.toml)")
+    options.add_argument("--log-format", choices=("text", "json"), default=default if default else "text",
+                         help="log lines as text (default) or one JSON object per line")
+    return options
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="aggregator",
-        description="Turn a folder of saved news pages into deduplicated RSS and Atom feeds.")
-    top.add_argument("--config", metavar="PATH",
-                     help="configuration file (default: $AGGREGATOR_CONFIG, else ./config.toml)")
-    top.add_argument("--log-format", choices=("text", "json"), default="text",
-                     help="log lines as text (default) or one JSON object per line")
+        prog="aggregator", parents=[common_options(None)],
+        description="Turn a folder of saved news pages into deduplicated RSS, Atom and JSON feeds.")
     top.add_argument("--version", action="version", version=f"aggregator {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    after = common_options(argparse.SUPPRESS)
 
     def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text, parents=[after])
         command.set_defaults(func=func)
         return command
 
@@ -322,3 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`aggregator items | head`): say nothing more,
+        # and let nothing be flushed into the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE

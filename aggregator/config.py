@@ -5,6 +5,7 @@ are kept in step with it (a test fails when they are not)."""
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -34,7 +35,7 @@ def _port(value: int) -> str | None:
 
 
 def _http_url(value: str) -> str | None:
-    ok = value.startswith(("http://", "https://")) and len(value) > len("https://")
+    ok = value == "" or (value.startswith(("http://", "https://")) and len(value) > len("https://"))
     return None if ok else "must be an absolute http:// or https:// URL"
 
 
@@ -73,8 +74,9 @@ OPTIONS: tuple[Option, ...] = (
            "Address to listen on. Loopback by default: the service has no authentication, "
            "so exposing it is a choice to make (0.0.0.0, or a reverse proxy)."),
     Option("server.port", "int", 8080, "TCP port to listen on.", _port),
-    Option("server.base_url", "str", "http://127.0.0.1:8080",
-           "Public address of the service; every link in the feeds starts with it.", _http_url),
+    Option("server.base_url", "str", "",
+           "Public address of the service; every link in the feeds starts with it. "
+           "Empty: http://{server.host}:{server.port}.", _http_url),
     Option("feeds.title", "str", "News aggregator", "Title of the overall feed; tag feeds add the tag."),
     Option("feeds.description", "str", "Deduplicated news from the seed folder.",
            "Subtitle / description of the feeds."),
@@ -119,7 +121,12 @@ class Settings:
 
     @property
     def base_url(self) -> str:
-        return self.server_base_url.rstrip("/")
+        """The public address: as configured, else the address the server listens on
+        (a wildcard address names this host)."""
+        if self.server_base_url:
+            return self.server_base_url.rstrip("/")
+        host = socket.gethostname() if self.server_host in ("", "0.0.0.0", "::") else self.server_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.server_port}"
 
 
 def _check_type(option: Option, value: Any) -> str | None:
@@ -187,6 +194,9 @@ def settings_from(values: dict[str, Any], base: Path, config_path: Path | None =
             raise ConfigError(f"{option.key}: {problem}")
         resolved[option.field] = _resolve(option, value, base)
     settings = Settings(**resolved, config_path=config_path)
+    if settings.feeds_limit > settings.feeds_max_limit:
+        raise ConfigError(f"feeds.limit: {settings.feeds_limit} is more than feeds.max_limit "
+                          f"({settings.feeds_max_limit}), the most a feed may hold")
     if not settings.seeds_dir.is_dir():
         raise ConfigError(f"seeds.dir: folder {str(settings.seeds_dir)!r} does not exist")
     return settings

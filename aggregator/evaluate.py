@@ -79,8 +79,12 @@ def load_labels(path: Path) -> Labels:
         dates = {name: datetime.fromisoformat(story["published"]) for name, story in stories.items()
                  if story.get("published")}
         not_pages = dict(document.get("not_pages", {}))
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"labels {str(path)!r} unusable: {error!r}") from error
+    except OSError as error:
+        raise ConfigError(f"labels {str(path)!r} cannot be read: {error.strerror or error}") from None
+    except KeyError as error:
+        raise ConfigError(f"labels {str(path)!r} unusable: no {error} in a story or at the top") from None
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ConfigError(f"labels {str(path)!r} unusable: {str(error).splitlines()[0]}") from None
     return Labels(story_of, tags, content, links, dates, not_pages)  # type: ignore[arg-type]
 
 
@@ -162,6 +166,8 @@ def score(labels: Labels, predicted: dict[Sighting, str], items: dict[str, Store
 
 
 def evaluate(folder: Path, labels_path: Path) -> Evaluation:
+    if not folder.is_dir():
+        raise ConfigError(f"{str(folder)!r} is not a folder of seed files")
     labels = load_labels(labels_path)
     with tempfile.TemporaryDirectory() as scratch, Storage(f"sqlite:///{Path(scratch) / 'eval.db'}") as storage:
         run_once(storage, folder)

@@ -10,7 +10,7 @@ import urllib.request
 import feedparser
 import pytest
 
-from helpers import free_port
+from helpers import ROOT, free_port
 
 
 @pytest.fixture
@@ -93,3 +93,49 @@ def test_serve_answers_with_all_feeds_and_stops_cleanly_on_sigterm(config):
         _, stderr = process.communicate(timeout=15)
     assert process.returncode == 0, stderr
     assert "000_80a9e1c70313a31c.txt: listing page, 9 items" in stderr
+
+
+def run_aggregator(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "aggregator", *args], capture_output=True, text=True,
+                          timeout=120, **kwargs)
+
+
+def test_options_work_before_or_after_the_command(config):
+    aggregator(config, "ingest")
+    after = run_aggregator("tags", "--config", str(config), "--log-format", "json")
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.splitlines() == ["Assad\tassad\t10", "Idlib\tidlib\t10"]
+    # Given before and not after, the value before is kept.
+    assert run_aggregator("--config", str(config), "tags").stdout == after.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(config):
+    aggregator(config, "ingest")
+    for command in (["items"], ["items", "--json"]):
+        process = subprocess.Popen([sys.executable, "-m", "aggregator", "--config", str(config), *command],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.read(20)  # a `head -c 20`, then the pipe closes
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        process.wait(timeout=60)
+        assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+        assert process.returncode in (0, 128 + signal.SIGPIPE)
+
+
+@pytest.mark.parametrize("args,says", [
+    (["eval", "seeds", "missing.json"], "cannot be read: No such file or directory"),
+    (["eval", "/nonexistent", "missing.json"], "is not a folder of seed files"),
+    (["eval", "seeds", "labels.json"], "unusable: no 'stories' in a story or at the top"),
+])
+def test_eval_with_bad_arguments_says_what_is_wrong_in_one_line(config, args, says):
+    (config.parent / "labels.json").write_text("{}")
+    result = run_aggregator("--config", str(config), *args, cwd=config.parent)
+    assert result.returncode == 1
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_make_alone_prints_help_and_clean_removes_every_exported_feed():
+    help_text = subprocess.run(["make", "-s"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert help_text.returncode == 0 and "make test" in help_text.stdout and "pip" not in help_text.stdout
+    clean = subprocess.run(["make", "-n", "clean"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "feeds/*.json" in clean.stdout and "feeds/*.opml" in clean.stdout

@@ -28,6 +28,14 @@ def test_readme_documents_every_key():
     assert not missing
 
 
+def test_the_public_address_follows_host_and_port_unless_set(tmp_path):
+    (tmp_path / "seeds").mkdir()
+    assert settings_from({"server.port": 8095}, tmp_path).base_url == "http://127.0.0.1:8095"
+    assert settings_from({"server.host": "::1", "server.port": 8095}, tmp_path).base_url == "http://[::1]:8095"
+    given = {"server.port": 8095, "server.base_url": "https://news.example.org/"}
+    assert settings_from(given, tmp_path).base_url == "https://news.example.org"
+
+
 def test_shipped_config_loads(tmp_path):
     settings = load_settings(ROOT / "config.toml")
     assert settings.seeds_dir == ROOT / "seeds"
@@ -47,6 +55,10 @@ def test_shipped_config_loads(tmp_path):
         ({"server.base_url": "example.org"}, "server.base_url: must be an absolute http"),
         ({"seeds.ignore": "*.tmp"}, "seeds.ignore: expected a list of strings"),
         ({"log.level": "loud"}, "log.level: must be one of"),
+        ({"feeds.limit": 900}, "feeds.limit: 900 is more than feeds.max_limit (500)"),
+        ({"database.url": "mysql://x"}, "database.url: 'mysql://x': the store runs on sqlite or postgresql"),
+        ({"database.url": "postgresql://reader:s3cret@db.example:notaport/news"},
+         "database.url: 'postgresql://reader:***@db.example:notaport/news' is not a valid SQLAlchemy URL"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, values, message):

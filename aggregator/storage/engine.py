@@ -37,7 +37,7 @@ def database_url(value: str | URL, base: Path | None = None) -> URL:
     else:
         try:
             url = make_url(value)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # a port that is no number is a ValueError
             raise StorageError(f"{masked(value)!r} is not a valid SQLAlchemy URL") from None
     if url.get_backend_name() not in BACKENDS:
         raise StorageError(f"{url.render_as_string(hide_password=True)!r}: the store runs on "
