@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aggregator import __version__, daemon
-from aggregator.config import Settings, config_path, describe, load_settings
+from aggregator.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, config_path, describe, load_settings
 from aggregator.daemon import JsonFormatter
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.ingest import run_once
 from aggregator.model import FileStatus, ScanReport, StoredItem
+from aggregator.names import counted
 from aggregator.publish import export_feeds
 from aggregator.storage import Storage
 
@@ -228,7 +229,7 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
         ], ensure_ascii=False, indent=2))
         return 0
     for source in sources.values():
-        detail = f"{source.item_count} items" if source.status == FileStatus.OK else source.reason
+        detail = counted(source.item_count, "item") if source.status == FileStatus.OK else source.reason
         print(f"{source.status}\t{source.path}\t{detail}")
     return 0
 
@@ -317,10 +318,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    path = config_path(args.config)
     try:
-        settings = load_settings(config_path(args.config))
+        settings = load_settings(path)
     except ConfigError as error:
-        print(f"aggregator: configuration error: {error}", file=sys.stderr)
+        # Without a file, say where one was looked for: the defaults may not fit this folder.
+        looked = "" if path else f" (no {DEFAULT_CONFIG} here and ${CONFIG_ENV} unset: the defaults were used)"
+        print(f"aggregator: configuration error: {error}{looked}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, args.log_format)
     try:

@@ -28,6 +28,7 @@ from aggregator.model import (
     ScanReport,
     SourceFile,
 )
+from aggregator.names import counted
 from aggregator.read import read_page
 from aggregator.seeds import DEFAULT_IGNORE, SeedFile, asset_reason, by_name, content_hash, seed_files
 from aggregator.storage import MAX_ITEMS_PER_TOPIC, Storage, Writer
@@ -121,8 +122,8 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
         plan = plan_with_store(w, sightings)  # reads only: the write lock is taken below
         source_id = w.record_source(source_of(seed, sha256, FileStatus.OK, items=len(page.items)))
         w.save(plan, source_id)
-    log.info("%s: %s page, %d items (%d new, %d updated)", seed.rel, page.layout,
-             len(page.items), plan.new_items, plan.updated_items, extra={"path": seed.rel})
+    log.info("%s: %s page, %s (%d new, %d updated)", seed.rel, page.layout,
+             counted(len(page.items), "item"), plan.new_items, plan.updated_items, extra={"path": seed.rel})
     return FileResult(seed.rel, FileStatus.OK, None, plan.new_items, plan.updated_items, len(page.items),
                       seed.mtime_ns / 1e9)
 

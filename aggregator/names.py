@@ -29,6 +29,11 @@ def tag_slug(name: str) -> str:
     return slug or "tag-" + hashlib.sha256(tag_key(name).encode()).hexdigest()[:8]
 
 
+def counted(count: int, noun: str) -> str:
+    """ "1 item", "2 items" (nouns with a plain plural)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 # Query parameters that say how a reader came to a page, not which page it is.
 TRACKING_PARAMETERS = frozenset({"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "igshid",
                                  "ref_src", "yclid", "_ga", "wt.mc_id"})

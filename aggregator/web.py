@@ -77,8 +77,8 @@ def parse_number(request: web.Request, name: str, default: int, cap: int | None 
     if raw is None:
         return default
     if not raw.isdigit() or int(raw) < 1 or (cap is not None and int(raw) > cap):
-        upper = f" to {cap}" if cap is not None else " or more"
-        raise BadRequest(f"{name} must be a whole number from 1{upper}, got {raw!r}")
+        allowed = f"from 1 to {cap}" if cap is not None else "1 or more"
+        raise BadRequest(f"{name} must be a whole number {allowed}, got {raw!r}")
     return int(raw)
 
 

@@ -59,6 +59,7 @@ def test_items_tags_and_sources_listings(config):
     assert aggregator(config, "tags").splitlines() == ["Assad\tassad\t10", "Idlib\tidlib\t10"]
     sources = aggregator(config, "sources").splitlines()
     assert sources[0] == "ok\t000_80a9e1c70313a31c.txt\t9 items" and len(sources) == 5
+    assert sources[2] == "ok\t002_8df2fe3ddce01457.txt\t1 item"
 
 
 def test_export_to_another_folder(config, tmp_path):

@@ -1,3 +1,4 @@
+import os
 import re
 import subprocess
 import sys
@@ -84,6 +85,14 @@ def test_bad_config_exits_2_with_one_line(tmp_path):
     result = run_cli("--config", str(config), "ingest")
     assert result.returncode == 2 and "is not valid TOML" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_without_a_config_file_the_error_says_where_one_was_looked_for(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "AGGREGATOR_CONFIG"}
+    result = subprocess.run([sys.executable, "-m", "aggregator", "tags"], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("(no config.toml here and $AGGREGATOR_CONFIG unset: the defaults were used)")
 
 
 def test_config_from_environment(tmp_path):

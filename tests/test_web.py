@@ -95,6 +95,11 @@ async def test_limit_is_checked(client, limit, status):
         assert len(feed.entries) == min(int(limit), 30)
 
 
+async def test_a_bad_page_number_says_what_is_allowed(client):
+    response = await client.get("/feeds/all.atom?page=0")
+    assert (response.status, await response.text()) == (400, "page must be a whole number 1 or more, got '0'\n")
+
+
 async def test_conditional_get_and_head(client):
     first = await client.get("/feeds/all.atom")
     etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
