@@ -4,6 +4,12 @@ AggregatorError; its message is one line that names what was wrong."""
 from aggregator.model import FileStatus
 
 
+def first_line(problem: object) -> str:
+    """What went wrong, in one line: the first line of a message, or the
+    error's repr when it has no message."""
+    return (str(problem).splitlines() or [repr(problem)])[0]
+
+
 class AggregatorError(Exception):
     """Base of every error raised on purpose by the service."""
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from aggregator.clock import utc_now
-from aggregator.errors import ConfigError
+from aggregator.errors import ConfigError, first_line
 from aggregator.ingest import run_once
 from aggregator.model import StoredItem
 from aggregator.read import read_page
@@ -84,7 +84,7 @@ def load_labels(path: Path) -> Labels:
     except KeyError as error:
         raise ConfigError(f"labels {str(path)!r} unusable: no {error} in a story or at the top") from None
     except (ValueError, TypeError, AttributeError) as error:
-        raise ConfigError(f"labels {str(path)!r} unusable: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"labels {str(path)!r} unusable: {first_line(error)}") from None
     return Labels(story_of, tags, content, links, dates, not_pages)  # type: ignore[arg-type]
 
 

@@ -16,6 +16,7 @@ from watchfiles import Change, awatch
 
 from aggregator.clock import Clock, utc_now
 from aggregator.config import Settings
+from aggregator.errors import first_line
 from aggregator.ingest import run_once
 from aggregator.model import ScanReport
 from aggregator.publish import FeedSpec, RenderedFeed, render_all, write_feeds
@@ -90,7 +91,7 @@ class Ingester:
         try:
             await self.scan()
         except Exception as error:
-            self.last_error = str(error).splitlines()[0] if str(error) else repr(error)
+            self.last_error = first_line(error)
             log.exception("scan of %s failed", self.settings.seeds_dir)
         finally:
             self.first_scan.set()

@@ -13,6 +13,7 @@ import feedparser
 import pytest
 
 from aggregator import dedupe
+from aggregator.errors import first_line
 from aggregator.evaluate import evaluate
 from aggregator.ingest import run_once
 from aggregator.model import KnownItem, ParsedItem
@@ -279,3 +280,8 @@ def test_a_category_line_over_an_article_is_no_tag_page():
     assert page.layout == "article"
     assert page.items[0].title == "Minister resigns over expenses claims"
     assert page.items[0].content.startswith("The housing minister resigned")
+
+
+def test_an_error_without_a_message_still_says_something_in_one_line():
+    assert first_line(ValueError()) == "ValueError()"
+    assert first_line(ValueError("first\nsecond")) == "first"

@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 
 import feedparser
 
-from aggregator.errors import SeedError
+from aggregator.errors import SeedError, first_line
 from aggregator.model import Page, ParsedItem
 from aggregator.names import canonical_link
-from aggregator.read.html import fragment_text
+from aggregator.read.html import fragment_text, moment
 from aggregator.read.text import clean_text
 
 JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1")
@@ -69,8 +69,7 @@ def _string(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def first_line(problem: object) -> str:
-    return (str(problem).splitlines() or [repr(problem)])[0]
+
 
 
 def read_xml_feed(data: bytes) -> Page:
@@ -95,16 +94,6 @@ def read_xml_feed(data: bytes) -> Page:
     return Page(layout="feed", items=tuple(items))
 
 
-def _iso(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def read_json_feed(data: bytes) -> Page:
     document = json.loads(data)
     scope = document.get("feed_url") or document.get("home_page_url") or document.get("title")
@@ -117,7 +106,7 @@ def read_json_feed(data: bytes) -> Page:
                       _string(entry.get("url")) or _string(entry.get("external_url")),
                       _string(entry.get("summary")),
                       _string(entry.get("content_html")) or _string(entry.get("content_text")),
-                      _iso(entry.get("date_published") or entry.get("date_modified")),
+                      moment(entry.get("date_published") or entry.get("date_modified")),
                       [tag for tag in tags if isinstance(tag, str)], scoped_id(scope, entry.get("id")))
         if item is not None:
             items.append(item)

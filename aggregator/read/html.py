@@ -18,7 +18,7 @@ import lxml.html
 import trafilatura
 from lxml import etree
 
-from aggregator.errors import SeedError
+from aggregator.errors import SeedError, first_line
 from aggregator.model import Page, ParsedItem
 from aggregator.names import canonical_link
 from aggregator.read.text import clean_text, is_chrome_line, strip_teaser_marker, tag_of_heading
@@ -178,6 +178,8 @@ def article_ld(tree) -> dict:
 
 
 def moment(value: object) -> datetime | None:
+    """An ISO 8601 date and time as pages and feeds write it ("Z" too); UTC
+    when it names no zone; None for anything else."""
     if not isinstance(value, str) or not value.strip():
         return None
     try:
@@ -293,7 +295,7 @@ def is_headline(link: lxml.html.HtmlElement) -> bool:
     marked as a title, and of a few words at least."""
     if len(line_text(link).split()) < MIN_HEADLINE_WORDS:
         return False
-    near = [link, *list(link.iterancestors())[:2]]
+    near = [link, *itertools.islice(link.iterancestors(), 2)]
     if any(node.tag in ("h1", "h2", "h3", "h4", "h5", "h6", "b", "strong") for node in near):
         return True
     if any(True for _ in link.iter("h2", "h3", "h4", "b", "strong")):
@@ -335,8 +337,7 @@ def read_html(data: bytes) -> Page:
     try:
         return _read_html(data)
     except (etree.LxmlError, ValueError, TypeError, RecursionError) as error:  # hostile markup
-        reason = str(error).splitlines()[0] if str(error) else repr(error)
-        raise SeedError(f"HTML page that cannot be read: {reason}") from None
+        raise SeedError(f"HTML page that cannot be read: {first_line(error)}") from None
 
 
 def _read_html(data: bytes) -> Page:

@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
-from aggregator.errors import StorageError
+from aggregator.errors import StorageError, first_line
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -66,7 +66,7 @@ def insert_if_absent(dialect_name: str, table: Table) -> Insert:
 
 def reason_of(error: SQLAlchemyError) -> str:
     """The driver's own first line: what went wrong, without SQLAlchemy's wrapping."""
-    return str(getattr(error, "orig", None) or error).splitlines()[0]
+    return first_line(getattr(error, "orig", None) or error)
 
 
 class IngestLock:

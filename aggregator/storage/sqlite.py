@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
 from aggregator.errors import StorageError
-from aggregator.storage.engine import IngestLock
+from aggregator.storage.engine import IngestLock, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Checkpointer:
                 with self._engine.connect() as connection:
                     connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
             except SQLAlchemyError as error:  # the writer's own checkpoints still bound the log
-                log.warning("WAL checkpoint failed: %s", str(getattr(error, "orig", error)).splitlines()[0])
+                log.warning("WAL checkpoint failed: %s", reason_of(error))
 
     def stop(self) -> None:
         self._stop.set()
