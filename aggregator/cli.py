@@ -25,7 +25,7 @@ from aggregator.ingest import run_once
 from aggregator.model import FileStatus, ScanReport, StoredItem
 from aggregator.names import counted
 from aggregator.publish import export_feeds
-from aggregator.storage import Storage
+from aggregator.storage import Storage, missing_database
 
 T = TypeVar("T")
 START_SECONDS = 30  # the first scan of a large folder happens after the port opens
@@ -236,8 +236,11 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     folder = Path(args.dir).resolve() if args.dir else settings.feeds_export_dir
-    written = from_store(settings, lambda storage: export_feeds(storage, settings, folder))
-    print(f"{len(written)} feed files written to {folder}")
+    written, total = from_store(settings, lambda storage: export_feeds(storage, settings, folder))
+    if written:
+        print(f"{len(written)} of {counted(total, 'feed file')} written to {folder}")
+    else:
+        print(f"all {counted(total, 'feed file')} in {folder} were up to date")
     return 0
 
 
@@ -250,6 +253,10 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "check" and (missing := missing_database(settings.database_url)) is not None:
+        # A check that created the file it looks for would find what it made.
+        print(f"{missing}: `aggregator db upgrade` creates it", file=sys.stderr)
+        return 1
     with Storage(settings.database_url, migrate=args.action == "upgrade") as storage:
         current, head = storage.schema_revisions()
     print(f"database schema: {current} (this aggregator: {head})")

@@ -8,25 +8,26 @@ import hashlib
 import os
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from aggregator.config import Settings
-from aggregator.errors import NotFound
+from aggregator.errors import BadRequest, NotFound
 from aggregator.model import Tag
 from aggregator.render import (
     FORMATS,
     OPML_TYPE,
     FeedInfo,
     Subscription,
-    feed_updated,
     render,
     render_opml,
 )
 from aggregator.storage import Storage
 from aggregator.urls import Urls, feed_path
 
+MAX_TAGS_PER_FEED = 20
 FEED_NAMESPACE = uuid.UUID("0b7d3f0e-5a41-4c1e-8f53-2f4f8f6c9a11")
 
 
@@ -71,16 +72,19 @@ def feed_query(settings: Settings, limit: int, page: int) -> str:
     return "?" + "&".join(params) if params else ""
 
 
-def feed_info(settings: Settings, spec: FeedSpec, tags: list[Tag], limit: int | None = None,
+def feed_title(settings: Settings, tags: Sequence[Tag] = (), match_all: bool = False) -> str:
+    """"News: Idlib" for a tag's feed; "News: Idlib | Assad" for either tag."""
+    if not tags:
+        return settings.feeds_title
+    return f"{settings.feeds_title}: " + (" & " if match_all else " | ").join(t.name for t in tags)
+
+
+def feed_info(settings: Settings, spec: FeedSpec, tags: list[Tag], updated: datetime, limit: int | None = None,
               page: int = 1, has_next: bool = False) -> FeedInfo:
     urls = Urls(settings.base_url)
     limit = limit or settings.feeds_limit
-    if tags:
-        names = (" & " if spec.match_all else " | ").join(t.name for t in tags)
-        title = f"{settings.feeds_title}: {names}"
-        html_url = urls.tag_page(tags[0].slug) if len(tags) == 1 else urls.index()
-    else:
-        title, html_url = settings.feeds_title, urls.index()
+    title = feed_title(settings, tags, spec.match_all)
+    html_url = urls.tag_page(tags[0].slug) if len(tags) == 1 else urls.index()
     url = urls.base + spec.path
     pages = {}
     if page > 1 or has_next:  # RFC 5005 paged feed: newest first, "next" is older
@@ -97,6 +101,7 @@ def feed_info(settings: Settings, spec: FeedSpec, tags: list[Tag], limit: int | 
         self_url=url + feed_query(settings, limit, page),
         html_url=html_url,
         urls=urls,
+        updated=updated,
         author=settings.feeds_title,
         pages=pages,
     )
@@ -123,9 +128,13 @@ def resolve_spec(storage: Storage, fmt: str, raw_tags: str) -> FeedSpec:
     """The feed a tag address asks for, by tag slugs, whatever names or case
     it was given in. NotFound for a tag the store does not have."""
     names, match_all = split_tags(raw_tags)
+    if len(names) > MAX_TAGS_PER_FEED:  # refused before any read of the store
+        raise BadRequest(f"a feed combines at most {MAX_TAGS_PER_FEED} tags, got {len(names)}")
     if len(names) > 1 and storage.find_tag(raw_tags):
         names, match_all = (raw_tags,), False  # a tag whose name holds "+" or ","
-    slugs = tuple(tag.slug for tag in resolve_tags(storage, names))
+    # One address per feed: "idlib+assad", "assad+idlib" and "assad+idlib+assad"
+    # are one feed, and pollers of each share its cache.
+    slugs = tuple(sorted({tag.slug for tag in resolve_tags(storage, names)}))
     return FeedSpec(fmt, slugs, match_all and len(slugs) > 1)
 
 
@@ -147,19 +156,23 @@ def render_feed(storage: Storage, settings: Settings, spec: FeedSpec, limit: int
     has_next, items = len(items) > limit, items[:limit]
     if page > 1 and not items:
         raise NotFound(f"{spec.path} has no page {page}")
-    info = feed_info(settings, spec, tags, limit, page, has_next)
-    return rendered(render(spec.fmt, info, items), feed_updated(items), FORMATS[spec.fmt])
+    if page > 1:
+        updated = storage.changed_through(page * limit, spec.tags, spec.match_all)
+    else:
+        updated = max((item.updated for item in items), default=None)
+    updated = updated or storage.data_changed_at()  # an empty feed: when the data last changed
+    info = feed_info(settings, spec, tags, updated, limit, page, has_next)
+    return rendered(render(spec.fmt, info, items), updated, FORMATS[spec.fmt])
 
 
 def render_subscriptions(storage: Storage, settings: Settings) -> RenderedFeed:
     """OPML of the overall feed and every tag feed (Atom)."""
     urls = Urls(settings.base_url)
-    subs = [Subscription(settings.feeds_title, urls.feed("atom"), urls.index())]
+    subs = [Subscription(feed_title(settings), urls.feed("atom"), urls.index())]
     for tag, _count in storage.tags():
-        subs.append(Subscription(f"{settings.feeds_title}: {tag.name}",
+        subs.append(Subscription(feed_title(settings, [tag]),
                                  urls.feed("atom", tag.slug), urls.tag_page(tag.slug)))
-    newest = storage.newest_items(1)
-    return rendered(render_opml(settings.feeds_title, subs), feed_updated(newest), OPML_TYPE)
+    return rendered(render_opml(settings.feeds_title, subs), storage.data_changed_at(), OPML_TYPE)
 
 
 def all_feed_specs(storage: Storage) -> list[FeedSpec]:
@@ -206,5 +219,7 @@ def write_feeds(feeds: dict[FeedSpec, RenderedFeed], folder: Path) -> list[Path]
     return written
 
 
-def export_feeds(storage: Storage, settings: Settings, folder: Path | None = None) -> list[Path]:
-    return write_feeds(render_all(storage, settings), folder or settings.feeds_export_dir)
+def export_feeds(storage: Storage, settings: Settings, folder: Path | None = None) -> tuple[list[Path], int]:
+    """Every feed written to the folder: (the files that changed, the number of feeds)."""
+    feeds = render_all(storage, settings)
+    return write_feeds(feeds, folder or settings.feeds_export_dir), len(feeds)

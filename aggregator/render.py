@@ -22,14 +22,13 @@ from aggregator.model import StoredItem
 if TYPE_CHECKING:  # urls builds its route patterns from FORMATS below
     from aggregator.urls import Urls
 
-# The date an empty feed reports as its last change: fixed, so its bytes are too.
-EMPTY_FEED_UPDATED = datetime(2000, 1, 1, tzinfo=timezone.utc)
-
 FORMATS = {
     "rss": "application/rss+xml; charset=utf-8",
     "atom": "application/atom+xml; charset=utf-8",
     "json": "application/feed+json; charset=utf-8",
 }
+# How each format is called where people read it.
+FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
 OPML_TYPE = "text/x-opml; charset=utf-8"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 
@@ -45,6 +44,7 @@ class FeedInfo:
     self_url: str  # the URL this very document is served at
     html_url: str  # the page for people showing the same items
     urls: Urls  # links to items and tags
+    updated: datetime  # when what this document shows last changed
     author: str  # who publishes the feed: the site's title
     pages: dict[str, str] = field(default_factory=dict)  # RFC 5005: first, previous, next → URL
 
@@ -60,7 +60,7 @@ class RelatedLinks(BaseEntryExtension):
         self.links: list[tuple[str, str]] = []  # (href, title)
 
     def extend_ns(self) -> dict[str, str]:
-        return {"atom": ATOM_NS}
+        return {}  # see PagingLinks
 
     def _append(self, entry, tag: str):
         for href, title in self.links:
@@ -82,7 +82,10 @@ class PagingLinks(BaseExtension):
         self.links: dict[str, str] = {}
 
     def extend_ns(self) -> dict[str, str]:
-        return {"atom": ATOM_NS}
+        # feedgen declares the Atom namespace on every RSS feed; on an Atom
+        # feed it is the default one, and a second name for it ("atom:") is
+        # what the W3C validator asks to avoid.
+        return {}
 
     def extend_atom(self, feed):
         for rel, href in self.links.items():
@@ -101,8 +104,23 @@ def text_to_html(text: str) -> str:
     return "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p)
 
 
-def feed_updated(items: Sequence[StoredItem]) -> datetime:
-    return max((item.updated for item in items), default=EMPTY_FEED_UPDATED)
+# A sentence ends with one of these, perhaps inside closing quotes or brackets.
+SENTENCE_ENDS = tuple(".!?…")
+CLOSERS = "\"'”’»)]"
+
+
+def teaser_text(summary: str) -> str:
+    """The text of an item seen only as a teaser, as shown: the reader took
+    the "… Read more" off it, and one that stops mid-sentence is shown cut."""
+    summary = summary.rstrip()
+    if not summary or summary.rstrip(CLOSERS).endswith(SENTENCE_ENDS):
+        return summary
+    return summary + " …"
+
+
+def shown_text(item: StoredItem) -> str:
+    """What an entry shows as its text: the full text, or else the teaser."""
+    return item.content or teaser_text(item.summary or "")
 
 
 def build(info: FeedInfo, items: Sequence[StoredItem]) -> FeedGenerator:
@@ -120,9 +138,8 @@ def build(info: FeedInfo, items: Sequence[StoredItem]) -> FeedGenerator:
         fg.register_extension("paging", PagingLinks, atom=True, rss=True)
         fg.paging.links = dict(info.pages)
     fg.generator("aggregator", version=__version__)
-    updated = feed_updated(items)
-    fg.updated(updated)
-    fg.lastBuildDate(updated)
+    fg.updated(info.updated)
+    fg.lastBuildDate(info.updated)
     for item in items:
         entry = fg.add_entry(order="append")
         entry.id(item.guid)
@@ -139,8 +156,10 @@ def build(info: FeedInfo, items: Sequence[StoredItem]) -> FeedGenerator:
             entry.related.links = related
         if item.content:
             entry.content(text_to_html(item.content), type="html")
-        if item.summary:
-            entry.summary(text_to_html(item.summary), type="html")
+            if item.summary:
+                entry.summary(text_to_html(item.summary), type="html")
+        elif item.summary:
+            entry.summary(text_to_html(teaser_text(item.summary)), type="html")
         for tag in item.tags:
             entry.category(term=tag.name, scheme=info.urls.tag_scheme(), label=tag.name)
         entry.published(item.published)
@@ -170,7 +189,7 @@ def json_feed(info: FeedInfo, items: Sequence[StoredItem]) -> dict:
             "id": item.guid,
             "url": item.link or info.urls.item_page(item.key),
             "title": item.title,
-            "content_html": text_to_html(item.content or item.summary or ""),
+            "content_html": text_to_html(shown_text(item)),
             "date_published": _iso(item.published),
             "date_modified": _iso(item.updated),
         }

@@ -44,27 +44,49 @@ class Ingester:
         self.last_success: datetime | None = None
         self.last_error: str | None = None
         self.first_scan = asyncio.Event()
-        # Told of every scan, with the feeds rendered anew (none when nothing
-        # changed): the server's cache and metrics.
-        self.observers: list[Callable[[ScanReport, Feeds], None]] = []
+        # Told of every scan, with the feeds rendered anew (see scan_blocking):
+        # the server's cache and metrics.
+        self.observers: list[Callable[[ScanReport, Feeds | None], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self._lock = asyncio.Lock()
         self._wanted = asyncio.Event()
         self._stopping = False
-        self._exported = False
+        self.unexported = True  # every service writes its feeds once on start
+        self.export_error: str | None = None  # why the feeds are not rendered or written
 
-    def scan_blocking(self) -> tuple[ScanReport, Feeds]:
+    def scan_blocking(self) -> tuple[ScanReport, Feeds | None]:
+        """A scan, then the feeds rendered anew when the data changed: None
+        when nothing changed, empty when they could not be rendered."""
         settings = self.settings
         report = run_once(self.storage, settings.seeds_dir, settings.seeds_ignore, self.clock,
                           settings.seeds_settle_seconds, lambda: self._stopping)
-        feeds: Feeds = {}
-        if report.changed_data or not self._exported:
+        if not (report.changed_data or self.unexported):
+            return report, None
+        # The data is committed: until the feeds show it and the export folder
+        # holds it, it stays unexported and every scan tries again.
+        self.unexported = True
+        try:
             # Rendered once: written to the export folder and handed to the
             # server's cache, so no request renders them again.
             feeds = render_all(self.storage, settings)
+        except Exception as error:
+            self.export_error = f"cannot render the feeds: {first_line(error)}"
+            log.exception("cannot render the feeds; the server renders each as it is asked for")
+            return report, {}
+        try:
             write_feeds(feeds, settings.feeds_export_dir)
-            self._exported = True
+        except OSError as error:
+            self.export_error = f"cannot write the feeds to {settings.feeds_export_dir}: {first_line(error)}"
+            log.error("%s; served feeds are up to date, the next scan writes them again", self.export_error)
+        else:
+            self.unexported = False
+            self.export_error = None
         return report, feeds
+
+    def reexport(self) -> None:
+        """Render and write every feed again, data changed or not (new settings)."""
+        self.unexported = True
+        self.request_scan()
 
     async def scan(self) -> ScanReport:
         async with self._lock:

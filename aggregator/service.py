@@ -34,6 +34,9 @@ class Live:
     """What SIGHUP may change while the service runs."""
 
     settings: Settings
+    # When these settings took effect: feeds may read differently from then
+    # on (a title, a newer aggregator), so no Last-Modified is earlier.
+    since: datetime
 
 
 LIVE = web.AppKey("live", Live)
@@ -59,7 +62,7 @@ async def in_thread(func: Callable[..., Any], *args: Any) -> Any:
 
 def setup(app: web.Application, settings: Settings, *, schedule: bool, ingest: bool, clock: Clock) -> None:
     """Give the app its parts; they start and stop with it."""
-    app[LIVE] = Live(settings)
+    app[LIVE] = Live(settings, clock())
     cache = app[CACHE] = FeedCache()
     app[METRICS] = Metrics(lambda: (cache.hits, cache.misses))
     app[SCHEDULE] = schedule
@@ -88,10 +91,12 @@ async def ingester_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = settings_of(app)
     ingester = Ingester(settings, app[STORAGE], app[CLOCK])
 
-    def fresh_feeds(report: ScanReport, feeds: dict[FeedSpec, RenderedFeed]) -> None:
+    def fresh_feeds(report: ScanReport, feeds: dict[FeedSpec, RenderedFeed] | None) -> None:
         if feeds:  # rendered with the default limit, as the first page
             limit = settings_of(app).feeds_limit
             app[CACHE].refresh({(spec, limit, 1): feed for spec, feed in feeds.items()})
+        elif feeds is not None:  # new data, not rendered: each feed is rendered when asked for
+            app[CACHE].invalidate()
 
     ingester.observers += [fresh_feeds, app[METRICS].observe_scan]
     app[INGESTER] = ingester
@@ -138,11 +143,12 @@ async def follow(app: web.Application) -> None:
 def reload(app: web.Application, settings: Settings) -> None:
     """Apply a new configuration to the running service (SIGHUP). The seed
     folder, database and address stay: changing them takes a restart."""
-    app[LIVE].settings = settings
+    app[LIVE].settings, app[LIVE].since = settings, app[CLOCK]()
     app[INGESTER].settings = settings
     if SCHEDULER in app:
         reschedule(app[SCHEDULER], settings.seeds_interval_seconds)
     app[CACHE].invalidate()  # titles and limits show in the feeds
+    app[INGESTER].reexport()  # and in the exported files
 
 
 def readiness(app: web.Application, now: datetime) -> str | None:
@@ -151,9 +157,11 @@ def readiness(app: web.Application, now: datetime) -> str | None:
         return None  # a replica is ready when its database answers
     ingester = app[INGESTER]
     limit = timedelta(seconds=3 * settings_of(app).seeds_interval_seconds)
+    if ingester.last_error:
+        return f"last scan failed: {ingester.last_error}"
+    if ingester.export_error:
+        return ingester.export_error
     if ingester.last_success is None:
-        if ingester.last_error:
-            return f"last scan failed: {ingester.last_error}"
         return "no scan finished yet"
     if now - ingester.last_success > limit:
         return f"no scan finished since {ingester.last_success.isoformat()}"

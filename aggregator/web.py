@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, Hashable
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -21,9 +22,16 @@ from aggregator.clock import Clock, utc_now
 from aggregator.config import Settings
 from aggregator.errors import AggregatorError, BadRequest, NotFound
 from aggregator.model import ScanReport
-from aggregator.publish import FeedSpec, RenderedFeed, render_feed, render_subscriptions, resolve_spec
-from aggregator.render import FORMATS, text_to_html
-from aggregator.service import CACHE, CLOCK, INGESTER, METRICS, STORAGE, in_thread, settings_of
+from aggregator.publish import (
+    FeedSpec,
+    RenderedFeed,
+    feed_title,
+    render_feed,
+    render_subscriptions,
+    resolve_spec,
+)
+from aggregator.render import FORMAT_NAMES, FORMATS, teaser_text, text_to_html
+from aggregator.service import CACHE, CLOCK, INGESTER, LIVE, METRICS, STORAGE, in_thread, settings_of
 from aggregator.urls import ROUTES, Urls
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,27 @@ def status_of(error: AggregatorError) -> int:
     return next((STATUS[cls] for cls in type(error).__mro__ if cls in STATUS), 503)
 
 
+# Addresses for people; any other (feeds, the OPML, health and status) is
+# for programs, and its errors stay plain text.
+PAGE_ROUTES = frozenset({"index", "tag_page", "item_page"})
+
+
+def is_for_people(request: web.Request) -> bool:
+    """A page's address, or one no route has outside the feeds."""
+    name = request.match_info.route.name
+    if name is None:
+        return not request.path.startswith(("/feeds/", "/feeds.", "/status.", "/metrics"))
+    return name in PAGE_ROUTES
+
+
+def not_found_page(request: web.Request, message: str) -> web.Response:
+    settings = settings_of(request.app)
+    return aiohttp_jinja2.render_template(
+        "404.html", request, page(settings, title=f"Not found: {settings.feeds_title}", message=message,
+                                  feeds=feed_links(Urls(settings.base_url), feed_title(settings))),
+        status=404)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -50,7 +79,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         status = status_of(error)
         if status == 503:
             log.error("%s %s: %s", request.method, request.path, error)
+        if status == 404 and is_for_people(request):
+            return not_found_page(request, str(error))
         return web.Response(status=status, text=f"{error}\n")
+    except web.HTTPNotFound:
+        if is_for_people(request):
+            return not_found_page(request, f"nothing is at {request.path}")
+        raise
 
 
 @web.middleware
@@ -72,13 +107,18 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 # --- feeds -----------------------------------------------------------------
 
 
-def parse_number(request: web.Request, name: str, default: int, cap: int | None = None) -> int:
+# No feed has this many pages: past it, OFFSET would not fit a 64-bit integer.
+MAX_PAGE = 1_000_000
+
+
+def parse_number(request: web.Request, name: str, default: int, cap: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < 1 or (cap is not None and int(raw) > cap):
-        allowed = f"from 1 to {cap}" if cap is not None else "1 or more"
-        raise BadRequest(f"{name} must be a whole number {allowed}, got {raw!r}")
+    # ASCII digits only: str.isdigit() also takes "²" and "①", which int() refuses.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(cap)) and 1 <= int(raw) <= cap):
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        raise BadRequest(f"{name} must be a whole number from 1 to {cap}, got {shown!r}")
     return int(raw)
 
 
@@ -94,13 +134,21 @@ async def canonical_spec(request: web.Request, fmt: str, raw_tags: str) -> FeedS
     return spec
 
 
-def not_modified(request: web.Request, feed: RenderedFeed, etag: str) -> bool:
-    match = request.headers.get("If-None-Match")
-    if match is not None:
-        tags = {t.strip().removeprefix("W/") for t in match.split(",")}
-        return "*" in tags or etag in tags or feed.etag in tags
+def not_modified(request: web.Request, etags: tuple[str, ...], last_modified: datetime, now: datetime) -> bool:
+    """RFC 9110 13.1: If-None-Match, when sent (on one line or several),
+    decides alone; an If-Modified-Since later than now says nothing."""
+    lines = request.headers.getall("If-None-Match", ())
+    if lines:
+        tags = {tag.strip().removeprefix("W/") for line in lines for tag in line.split(",")}
+        return "*" in tags or not tags.isdisjoint(etags)
     since = request.if_modified_since
-    return since is not None and feed.last_modified.replace(microsecond=0) <= since
+    return since is not None and since <= now and last_modified <= since
+
+
+def last_modified_of(request: web.Request, feed: RenderedFeed) -> datetime:
+    """Whole seconds, as the header carries it and as If-Modified-Since is
+    compared with it; never before the settings took effect."""
+    return max(feed.last_modified, request.app[LIVE].since).replace(microsecond=0)
 
 
 def accepts_gzip(request: web.Request) -> bool:
@@ -142,7 +190,8 @@ def respond(request: web.Request, feed: RenderedFeed) -> web.Response:
         "Cache-Control": f"public, max-age={settings_of(request.app).feeds_max_age_seconds}",
         "Vary": "Accept-Encoding",
     }
-    if not_modified(request, feed, etag):
+    last_modified = last_modified_of(request, feed)
+    if not_modified(request, (etag, feed.etag), last_modified, request.app[CLOCK]()):
         request.app[METRICS].not_modified.inc()
         response = web.Response(status=304, headers=headers)
     else:
@@ -150,14 +199,14 @@ def respond(request: web.Request, feed: RenderedFeed) -> web.Response:
             headers["Content-Encoding"] = "gzip"
         response = web.Response(body=feed.gzipped if gzipped else feed.body, headers=headers)
         response.headers["Content-Type"] = feed.content_type
-    response.last_modified = feed.last_modified
+    response.last_modified = last_modified
     return response
 
 
 async def serve_feed(request: web.Request, spec: FeedSpec) -> web.StreamResponse:
     settings = settings_of(request.app)
     limit = parse_number(request, "limit", settings.feeds_limit, settings.feeds_max_limit)
-    page = parse_number(request, "page", 1)
+    page = parse_number(request, "page", 1, MAX_PAGE)
     storage = request.app[STORAGE]
     feed = await cached(request, (spec, limit, page),
                         partial(render_feed, storage, settings, spec, limit, page))
@@ -181,14 +230,16 @@ async def tag_feed(request: web.Request) -> web.StreamResponse:
 # --- pages for people --------------------------------------------------------
 
 
-def feed_links(urls: Urls, tags: str = "") -> list[dict[str, str]]:
-    """The overall feed (or a tag's) in every format, for autodiscovery and links."""
-    return [{"fmt": fmt, "type": FORMATS[fmt].split(";")[0], "href": urls.feed(fmt, tags)} for fmt in FORMATS]
+def feed_links(urls: Urls, title: str, tags: str = "") -> list[dict[str, str]]:
+    """A feed in every format, for autodiscovery and links: its address, type
+    and title ("News: Idlib (Atom)")."""
+    return [{"fmt": fmt, "name": FORMAT_NAMES[fmt], "type": FORMATS[fmt].split(";")[0],
+             "href": urls.feed(fmt, tags), "title": f"{title} ({FORMAT_NAMES[fmt]})"} for fmt in FORMATS]
 
 
 def page(settings: Settings, **values: Any) -> dict[str, Any]:
     """What every page template gets."""
-    return {"settings": settings, "urls": Urls(settings.base_url), **values}
+    return {"settings": settings, "urls": Urls(settings.base_url), "format_names": FORMAT_NAMES, **values}
 
 
 @aiohttp_jinja2.template("index.html")
@@ -197,8 +248,10 @@ async def index_page(request: web.Request) -> dict[str, Any]:
     tags = await in_thread(storage.tags)
     items = await in_thread(storage.newest_items, settings.feeds_limit)
     total = await in_thread(storage.item_count)
-    return page(settings, title=settings.feeds_title, feeds=feed_links(Urls(settings.base_url)), tags=tags,
-                formats=list(FORMATS), total=total, items=items, last_scan=request.app[INGESTER].last_report)
+    ingester = request.app[INGESTER]
+    return page(settings, title=settings.feeds_title, feeds=feed_links(Urls(settings.base_url), feed_title(settings)),
+                tags=tags, total=total, items=items, last_scan=ingester.last_report,
+                export_error=ingester.export_error)
 
 
 @aiohttp_jinja2.template("tag.html")
@@ -210,8 +263,9 @@ async def tag_page(request: web.Request) -> dict[str, Any]:
     if tag.slug != request.match_info["slug"]:
         raise web.HTTPMovedPermanently(request.app.router["tag_page"].url_for(slug=tag.slug))
     items = await in_thread(storage.newest_items, settings.feeds_max_limit, 0, (tag.slug,))
-    return page(settings, title=f"{settings.feeds_title}: {tag.name}", tag=tag,
-                feeds=feed_links(Urls(settings.base_url), tag.slug), items=items)
+    title = feed_title(settings, [tag])
+    return page(settings, title=title, tag=tag, feeds=feed_links(Urls(settings.base_url), title, tag.slug),
+                items=items)
 
 
 @aiohttp_jinja2.template("item.html")
@@ -225,7 +279,8 @@ async def item_page(request: web.Request) -> dict[str, Any]:
         settings, title=item.title, item=item,
         # A standfirst is shown above the text; a teaser the text starts with is not.
         standfirst=item.content and item.summary and not item.content.startswith(item.summary),
-        feeds=feed_links(urls) + [link for tag in item.tags for link in feed_links(urls, tag.slug)])
+        feeds=feed_links(urls, feed_title(settings))
+        + [link for tag in item.tags for link in feed_links(urls, feed_title(settings, [tag]), tag.slug)])
 
 
 # --- health, readiness, metrics ---------------------------------------------------
@@ -311,6 +366,7 @@ def make_app(settings: Settings, *, schedule: bool = True, ingest: bool = True,
     )
     env.filters["paragraphs"] = lambda text: jinja2.utils.markupsafe.Markup(text_to_html(text or ""))
     env.filters["isodate"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M UTC")
+    env.filters["teaser"] = teaser_text
     for name, handler in HANDLERS.items():
         app.router.add_get(ROUTES[name], handler, name=name)
     return app

@@ -10,7 +10,7 @@ import urllib.request
 import feedparser
 import pytest
 
-from helpers import ROOT, free_port
+from helpers import ROOT, free_port, run
 
 
 @pytest.fixture
@@ -65,7 +65,9 @@ def test_items_tags_and_sources_listings(config):
 def test_export_to_another_folder(config, tmp_path):
     aggregator(config, "ingest")
     out = aggregator(config, "export", str(tmp_path / "static"))
-    assert out.startswith("9 feed files written to")
+    assert out == f"9 of 9 feed files written to {tmp_path / 'static'}\n"
+    again = aggregator(config, "export", str(tmp_path / "static"))
+    assert again == f"all 9 feed files in {tmp_path / 'static'} were up to date\n"
     feed = feedparser.parse((tmp_path / "static" / "tags" / "idlib.atom").read_bytes())
     assert not feed.bozo and len(feed.entries) == 10
 
@@ -140,3 +142,12 @@ def test_make_alone_prints_help_and_clean_removes_every_exported_feed():
     assert help_text.returncode == 0 and "make test" in help_text.stdout and "pip" not in help_text.stdout
     clean = subprocess.run(["make", "-n", "clean"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "feeds/*.json" in clean.stdout and "feeds/*.opml" in clean.stdout
+
+
+def test_db_check_of_a_database_not_made_yet_says_so_and_makes_none(config):
+    database = config.parent / "state" / "agg.db"
+    check = run(config, "db", "check")
+    assert check.returncode == 1
+    assert check.stderr == f"no database at {database} yet: `aggregator db upgrade` creates it\n"
+    assert not database.exists()
+    assert run(config, "db", "upgrade").returncode == 0 and run(config, "db", "check").returncode == 0

@@ -59,16 +59,29 @@ async def two_tag_client(client, settings):
 @both_databases
 async def test_tag_combinations(two_tag_client):
     client = two_tag_client
-    _, _, _any_of = await fetch_feed(client, "/feeds/tags/idlib+assad.atom", 20)
-    _, _, all_of = await fetch_feed(client, "/feeds/tags/idlib,assad.atom", 1)
+    _, _, _any_of = await fetch_feed(client, "/feeds/tags/assad+idlib.atom", 20)
+    _, _, all_of = await fetch_feed(client, "/feeds/tags/assad,idlib.atom", 1)
     assert all_of.entries[0].title == "Secret Syrian deal between Russia and Turkey uncovered"
     assert {t.term for t in all_of.entries[0].tags} == {"Idlib", "Assad"}
-    assert all_of.feed.links[0].href == f"{BASE}/feeds/tags/idlib,assad.atom"
+    assert all_of.feed.links[0].href == f"{BASE}/feeds/tags/assad,idlib.atom"
     etags = {(await client.get(p)).headers["ETag"] for p in
-             ("/feeds/tags/idlib+assad.atom", "/feeds/tags/idlib,assad.atom", "/feeds/tags/idlib.atom")}
+             ("/feeds/tags/assad+idlib.atom", "/feeds/tags/assad,idlib.atom", "/feeds/tags/idlib.atom")}
     assert len(etags) == 3
-    response = await client.get("/feeds/tags/Assad+IDLIB.rss", allow_redirects=False)
-    assert response.headers["Location"] == "/feeds/tags/assad+idlib.rss"
+
+
+@both_databases
+async def test_each_tag_combination_has_one_address(two_tag_client):
+    """Any order, case, name or repetition of the tags redirects to the one
+    address of their feed, so its pollers share one cache."""
+    client = two_tag_client
+    for asked, canonical in [("Assad+IDLIB.rss", "assad+idlib.rss"), ("idlib+assad.atom", "assad+idlib.atom"),
+                             ("idlib,assad.json", "assad,idlib.json"), ("idlib+idlib.atom", "idlib.atom"),
+                             ("idlib,Idlib,idlib.rss", "idlib.rss"), ("idlib+assad+idlib.atom", "assad+idlib.atom")]:
+        response = await client.get(f"/feeds/tags/{asked}?limit=3", allow_redirects=False)
+        assert (response.status, response.headers["Location"]) == (301, f"/feeds/tags/{canonical}?limit=3"), asked
+    response = await client.get("/feeds/tags/" + "+".join(["idlib"] * 21) + ".atom")
+    assert response.status == 400
+    assert "at most 20 tags" in await response.text()
 
 
 @both_databases
@@ -100,8 +113,8 @@ async def test_json_feed_pages_with_next_url(client):
 
 async def test_pages_announce_json_feeds_too(client):
     html = await (await client.get("/")).text()
-    assert f'type="application/feed+json" title="News aggregator (JSON)" href="{BASE}/feeds/all.json"' in html
+    assert f'type="application/feed+json" title="News aggregator (JSON Feed)" href="{BASE}/feeds/all.json"' in html
     assert f'href="{BASE}/feeds.opml"' in html
     tag_html = await (await client.get("/tags/idlib")).text()
-    assert (f'rel="alternate" type="application/atom+xml" title="News aggregator: Idlib (ATOM)" '
+    assert (f'rel="alternate" type="application/atom+xml" title="News aggregator: Idlib (Atom)" '
             f'href="{BASE}/feeds/tags/idlib.atom"') in tag_html

@@ -47,6 +47,7 @@ def test_an_older_sqlite_schema_is_upgraded_keeping_its_items(tmp_path, seed_dir
     storage = Storage(url)
     run_once(storage, seed_dir, clock=clock)
     before = {item.guid for item in storage.all_items()}
+    last_change = max(item.updated for item in storage.all_items())
     feeds = _tag_feeds(storage)
     with storage.engine.begin() as connection:  # back to the first schema, as an old install has it
         command.downgrade(alembic_config(connection), "0001")
@@ -58,6 +59,7 @@ def test_an_older_sqlite_schema_is_upgraded_keeping_its_items(tmp_path, seed_dir
         assert storage.schema_revisions() == (HEAD, HEAD)
         assert {item.guid for item in storage.all_items()} == before
         assert _tag_feeds(storage) == feeds  # every tag's dates filled in from its items
+        assert storage.data_changed_at() == last_change  # the newest change, read back from the items
         (seed_dir / "copy.txt").write_bytes(next(seed_dir.glob("000_*")).read_bytes())
         report = run_once(storage, seed_dir, clock=clock)
         assert report.files_changed == 1 and report.new_items == 0  # found again by its old keys

@@ -97,7 +97,15 @@ async def test_limit_is_checked(client, limit, status):
 
 async def test_a_bad_page_number_says_what_is_allowed(client):
     response = await client.get("/feeds/all.atom?page=0")
-    assert (response.status, await response.text()) == (400, "page must be a whole number 1 or more, got '0'\n")
+    assert (response.status, await response.text()) == (400, "page must be a whole number from 1 to 1000000, got '0'\n")
+
+
+@pytest.mark.parametrize("query", ["page=99999999999999999999", f"page={2**63 - 1}", "page=" + "9" * 5000,
+                                   "limit=%C2%B2", "page=%E2%91%A0", "limit=%D9%A3", "page=1000001"])
+async def test_numbers_out_of_any_range_are_a_400_not_a_500(client, query):
+    response = await client.get(f"/feeds/all.atom?{query}")
+    text = await response.text()
+    assert response.status == 400 and text.count("\n") == 1 and len(text) < 120, text
 
 
 async def test_conditional_get_and_head(client):
@@ -179,7 +187,7 @@ async def test_pages_show_items_and_link_their_feeds(client):
     index = await client.get("/")
     html = await index.text()
     assert index.status == 200
-    assert f'type="application/atom+xml" title="News aggregator (ATOM)" href="{BASE}/feeds/all.atom"' in html
+    assert f'type="application/atom+xml" title="News aggregator (Atom)" href="{BASE}/feeds/all.atom"' in html
     assert 'href="http://feeds.example.test/tags/idlib">Idlib</a></td><td>10</td>' in html
     _, _, feed = await fetch_feed(client, "/feeds/tags/idlib.atom")
     key = feed.entries[0].link.rsplit("/", 1)[1]

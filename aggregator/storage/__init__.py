@@ -10,7 +10,7 @@ the records of aggregator.model. SQLite by default, or PostgreSQL.
     store       Storage: opening, transactions and every read
 """
 
-from aggregator.storage.engine import IngestLock
+from aggregator.storage.engine import IngestLock, missing_database
 from aggregator.storage.schema import Base, UTCDateTime
 from aggregator.storage.store import Storage
 from aggregator.storage.writer import KEYS_PER_QUERY, MAX_ITEMS_PER_KEY, MAX_ITEMS_PER_TOPIC, Writer
@@ -24,4 +24,5 @@ __all__ = [
            "Storage",
            "UTCDateTime",
            "Writer",
+           "missing_database",
 ]

@@ -49,6 +49,16 @@ def database_url(value: str | URL, base: Path | None = None) -> URL:
     return url
 
 
+def missing_database(url: URL) -> str | None:
+    """Why there is no database at the URL yet, when it is an SQLite file
+    that does not exist (opening it would create it); else None."""
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(url.database)
+        if not path.exists():
+            return f"no database at {path} yet"
+    return None
+
+
 def backend(name: str) -> ModuleType:
     """The module of everything specific to one database."""
     return importlib.import_module(f"aggregator.storage.{name}")

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.sql.selectable import Subquery
 
+from aggregator.clock import from_micros, to_micros
 from aggregator.errors import StorageError
 from aggregator.model import FileState, FileStatus, SourceFile, StoredItem, Tag
 from aggregator.names import tag_key
@@ -129,8 +130,9 @@ class Storage:
         if current == head:
             return
         self._check_not_newer(current)
-        raise StorageError(f"the database schema is at {current or 'nothing'}, this aggregator needs "
-                           f"{head}: run `aggregator db upgrade`")
+        state = f"is at {current}" if current else "has no tables yet"
+        raise StorageError(f"the database schema {state}, this aggregator needs {head}: "
+                           "run `aggregator db upgrade`")
 
     def upgrade(self) -> None:
         """Bring the schema to the newest revision (creating it in an empty database)."""
@@ -186,6 +188,8 @@ class Storage:
             if writer.changed:
                 connection.execute(update(StateRow).where(StateRow.key == "data_version")
                                    .values(value=StateRow.value + 1))
+                connection.execute(update(StateRow).where(StateRow.key == "data_changed_at")
+                                   .values(value=to_micros(writer.last_change)))
 
     # --- seed files -------------------------------------------------------------
 
@@ -232,6 +236,27 @@ class Storage:
     def data_version(self) -> int:
         with self._read() as session:
             return session.scalar(select(StateRow.value).where(StateRow.key == "data_version")) or 0
+
+    def data_changed_at(self) -> datetime:
+        """When the data the feeds show last changed (the store's creation, before any item)."""
+        with self._read() as session:
+            times = dict(session.execute(select(StateRow.key, StateRow.value)
+                                         .where(StateRow.key.in_(("data_changed_at", "created_at")))).all())
+        return from_micros(times.get("data_changed_at") or times["created_at"])
+
+    def changed_through(self, count: int, tag_slugs: Sequence[str] = (), match_all: bool = False) -> datetime | None:
+        """The latest change among the first `count` items of a feed: page n
+        of a feed shows different items whenever one of the items up to its
+        end changed, or an item was added above it (that one changed then)."""
+        if tag_slugs:
+            page = _tagged_page(sorted(set(tag_slugs)), match_all, count, 0)
+            query = select(func.max(ItemRow.updated)).join(page, page.c.item_id == ItemRow.id)
+        else:
+            newest = (select(ItemRow.updated).order_by(ItemRow.published.desc(), ItemRow.id.asc())
+                      .limit(count).subquery())
+            query = select(func.max(newest.c.updated))
+        with self._read() as session:
+            return session.scalar(query)
 
     def ping(self) -> None:
         """Raise StorageError unless the database answers."""

@@ -5,6 +5,7 @@ writes what dedup planned."""
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
@@ -12,10 +13,12 @@ from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import TextClause
 
+from aggregator.clock import MICROSECOND, from_micros
 from aggregator.model import FileStatus, KnownItem, PagePlan, PlannedItem, SourceFile
 from aggregator.names import guid_key, tag_key, tag_slug
 from aggregator.storage.engine import insert_if_absent
 from aggregator.storage.schema import (
+    StateRow,
     fingerprints_table,
     item_links,
     item_sources,
@@ -60,6 +63,22 @@ class Writer:
         self.connection = connection
         self.now = now
         self.changed = False  # anything a feed shows
+        self._stamps = itertools.count()
+        self._first_change: datetime | None = None
+        self.last_change = now
+
+    def stamp(self) -> datetime:
+        """The time of one item's change: the transaction's time, a
+        microsecond later for each item it changes, in page order, and always
+        after the store's last change (a clock set back does not go back).
+        The items of a page change one after the other, and a feed reader
+        (and the W3C validator) takes entries with one `updated` for a
+        generator that dates every entry with the time it ran."""
+        if self._first_change is None:
+            before = self.connection.scalar(select(StateRow.value).where(StateRow.key == "data_changed_at"))
+            self._first_change = max(self.now, from_micros(before) + MICROSECOND) if before else self.now
+        self.last_change = self._first_change + next(self._stamps) * MICROSECOND
+        return self.last_change
 
     # --- what dedup asks for -------------------------------------------------
 
@@ -154,7 +173,7 @@ class Writer:
                 update(items_table).where(items_table.c.id == bindparam("item_id")),
                 [{"item_id": item.ref, "title": item.title, "summary": item.summary,
                   "content": item.content, "published": item.published, "link": item.link,
-                  "updated": self.now}
+                  "updated": self.stamp()}
                  for item in changed])
             # Rows whose date is already right are left alone, not rewritten.
             tagged = item_tags.c
@@ -187,7 +206,7 @@ class Writer:
             return {}
         rows = [{"guid": item.guid, "key": guid_key(item.guid), "title": item.title,
                  "summary": item.summary, "content": item.content, "published": item.published,
-                 "link": item.link, "updated": self.now, "first_seen": self.now} for item in new]
+                 "link": item.link, "updated": self.stamp(), "first_seen": self.now} for item in new]
         result = self.connection.execute(
             insert(items_table).returning(items_table.c.id, sort_by_parameter_order=True), rows)
         return {item.ref: item_id for item, item_id in zip(new, result.scalars(), strict=True)}
@@ -226,6 +245,7 @@ class Writer:
             return
         self.connection.execute(item_links.insert(), [
             {"item_id": x, "related_id": y} for a, b in new for x, y in ((a, b), (b, a))])
-        self.connection.execute(update(items_table).where(items_table.c.id.in_({i for p in new for i in p}))
-                                .values(updated=self.now))
+        self.connection.execute(update(items_table).where(items_table.c.id == bindparam("linked")),
+                                [{"linked": item_id, "updated": self.stamp()}
+                                 for item_id in sorted({i for pair in new for i in pair})])
         self.changed = True
