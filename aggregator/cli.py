@@ -283,7 +283,7 @@ def common_options(default: object) -> argparse.ArgumentParser:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="aggregator", parents=[common_options(None)],
-        description="Turn a folder of saved news pages into deduplicated RSS, Atom and JSON feeds.")
+        description="Turn a folder of saved news pages into deduplicated RSS, Atom and JSON Feed feeds.")
     top.add_argument("--version", action="version", version=f"aggregator {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     after = common_options(argparse.SUPPRESS)
