@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -19,19 +20,34 @@ from aggregator.seeds import DEFAULT_IGNORE
 from aggregator.storage.engine import database_url
 
 CONFIG_ENV = "AGGREGATOR_CONFIG"
+MAX_CONFIG_BYTES = 1024 * 1024
 DEFAULT_CONFIG = "config.toml"
 
 
-def _positive(value: int) -> str | None:
-    return None if value > 0 else "must be greater than 0"
+def _between(low: int, high: int, unit: str = "") -> Callable[[float], str | None]:
+    """A number in a range a running service can live with: a scan every 10^12
+    seconds overflows the scheduler, an infinite settle time never reads a file."""
+    def check(value: float) -> str | None:
+        if low <= value <= high:  # false for NaN too
+            return None
+        return f"must be from {low:_} to {high:_}{unit}, got {value!r}".replace("_", " ")
+    return check
 
 
-def _not_negative(value: float) -> str | None:
-    return None if value >= 0 else "must be 0 or more"
+def _plain_text(value: str) -> str | None:
+    """Text that goes into feeds and pages: XML has no place for control characters."""
+    bad = next((c for c in value if not c.isprintable()), None)
+    return None if bad is None else f"must not hold control characters (found {bad!r})"
 
 
 def _port(value: int) -> str | None:
     return None if 0 < value < 65536 else "must be a port number from 1 to 65535"
+
+
+def _language(value: str) -> str | None:
+    parts = value.split("-")
+    ok = all(0 < len(part) <= 8 and part.isascii() and part.isalnum() for part in parts) and parts[0].isalpha()
+    return None if ok else f"must be a language tag such as en or pt-BR, got {value!r}"
 
 
 def _http_url(value: str) -> str | None:
@@ -57,17 +73,23 @@ class Option:
         return self.key.replace(".", "_")
 
 
+DAY = 86_400
+MB = 1024 * 1024
+
 OPTIONS: tuple[Option, ...] = (
     Option("seeds.dir", "path", "seeds", "Folder of saved page text files to watch."),
     Option("seeds.interval_seconds", "int", 60,
-           "Seconds between scheduled scans of the seed folder.", _positive),
+           "Seconds between scheduled scans of the seed folder.", _between(1, 7 * DAY)),
     Option("seeds.ignore", "globs", list(DEFAULT_IGNORE),
            "File name patterns never read (hidden, editor swap and partial files)."),
     Option("seeds.watch", "bool", True,
            "React to file-system events at once; the interval scan stays as the safety net."),
     Option("seeds.settle_seconds", "float", 0.5,
            "A file modified more recently than this may still be being written: it waits.",
-           _not_negative),
+           _between(0, 3600)),
+    Option("seeds.max_file_bytes", "int", 10 * MB,
+           "Largest seed file read, in bytes; a larger one is recorded as skipped with the reason.",
+           _between(1024, 1024 * MB)),
     Option("database.url", "url", "sqlite:///data/aggregator.db",
            "SQLAlchemy URL of the store; a relative SQLite path is relative to this file."),
     Option("server.host", "str", "127.0.0.1",
@@ -77,15 +99,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("server.base_url", "str", "",
            "Public address of the service; every link in the feeds starts with it. "
            "Empty: http://{server.host}:{server.port}.", _http_url),
-    Option("feeds.title", "str", "News aggregator", "Title of the overall feed; tag feeds add the tag."),
+    Option("feeds.title", "str", "News aggregator", "Title of the overall feed; tag feeds add the tag.",
+           _plain_text),
     Option("feeds.description", "str", "Deduplicated news from the seed folder.",
-           "Subtitle / description of the feeds."),
-    Option("feeds.language", "str", "en", "Language of the feeds (RSS <language>, Atom xml:lang)."),
+           "Subtitle / description of the feeds.", _plain_text),
+    Option("feeds.language", "str", "en", "Language of the feeds (RSS <language>, Atom xml:lang).", _language),
     Option("feeds.limit", "int", 50, "Entries in a feed unless ?limit= asks for another number.",
-           _positive),
-    Option("feeds.max_limit", "int", 500, "Highest ?limit= a client may ask for.", _positive),
+           _between(1, 10_000)),
+    Option("feeds.max_limit", "int", 500, "Highest ?limit= a client may ask for.", _between(1, 10_000)),
     Option("feeds.max_age_seconds", "int", 300,
-           "Cache-Control max-age of feed responses: how long clients may reuse them.", _positive),
+           "Cache-Control max-age of feed responses: how long clients may reuse them.", _between(0, 365 * DAY)),
+    Option("feeds.cache_bytes", "int", 64 * MB,
+           "Bytes of rendered feeds (and their gzip) the server keeps in memory; the oldest go first.",
+           _between(MB, 16 * 1024 * MB)),
     Option("feeds.export_dir", "path", "feeds",
            "Folder the rendered feeds are also written to, for any static web server."),
     Option("log.level", "str", "info", "Least important log messages shown.", _log_level),
@@ -103,6 +129,7 @@ class Settings:
     seeds_ignore: tuple[str, ...]
     seeds_watch: bool
     seeds_settle_seconds: float
+    seeds_max_file_bytes: int
     database_url: URL  # parsed and checked once, here
     server_host: str
     server_port: int
@@ -113,6 +140,7 @@ class Settings:
     feeds_limit: int
     feeds_max_limit: int
     feeds_max_age_seconds: int
+    feeds_cache_bytes: int
     feeds_export_dir: Path
     log_level: str
     daemon_pid_file: Path
@@ -216,7 +244,13 @@ def load_settings(path: Path | None) -> Settings:
     if path is None:
         return settings_from({}, Path.cwd())
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        # Opened without waiting and checked before it is read: a FIFO or a
+        # device given as the config file would block or never end.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ConfigError(f"config file {str(path)!r} is not a regular file")
+            document = tomllib.loads(handle.read(MAX_CONFIG_BYTES).decode("utf-8"))
     except FileNotFoundError as error:
         raise ConfigError(f"config file {str(path)!r} not found") from error
     except (OSError, UnicodeDecodeError) as error:

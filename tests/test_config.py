@@ -3,6 +3,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +50,17 @@ def test_shipped_config_loads(tmp_path):
     [
         ({"seeds.colour": "red"}, "seeds.colour: unknown configuration key"),
         ({"seeds.interval_seconds": "60"}, "seeds.interval_seconds: expected an integer, got '60'"),
-        ({"seeds.interval_seconds": 0}, "seeds.interval_seconds: must be greater than 0"),
+        ({"seeds.interval_seconds": 0}, "seeds.interval_seconds: must be from 1 to 604 800, got 0"),
+        ({"seeds.interval_seconds": 10**12}, "seeds.interval_seconds: must be from 1 to 604 800, got 1000000000000"),
+        ({"seeds.settle_seconds": float("inf")}, "seeds.settle_seconds: must be from 0 to 3 600, got inf"),
+        ({"seeds.settle_seconds": float("nan")}, "seeds.settle_seconds: must be from 0 to 3 600, got nan"),
+        ({"feeds.limit": 2**63 - 1}, "feeds.limit: must be from 1 to 10 000"),
+        ({"feeds.max_age_seconds": -1}, "feeds.max_age_seconds: must be from 0 to"),
+        ({"seeds.max_file_bytes": 10}, "seeds.max_file_bytes: must be from 1 024 to"),
+        ({"feeds.cache_bytes": 0}, "feeds.cache_bytes: must be from 1 048 576 to"),
+        ({"feeds.title": "News\x01"}, "feeds.title: must not hold control characters (found '\\x01')"),
+        ({"feeds.description": "a\nb"}, "feeds.description: must not hold control characters"),
+        ({"feeds.language": "en_GB"}, "feeds.language: must be a language tag"),
         ({"server.port": True}, "server.port: expected an integer, got True"),
         ({"server.port": 70000}, "server.port: must be a port number from 1 to 65535"),
         ({"seeds.dir": "nowhere"}, "seeds.dir: folder"),
@@ -104,3 +115,16 @@ def test_config_from_environment(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "files: 0 seen" in result.stdout
     assert (tmp_path / "db" / "a.db").exists()
+
+
+@pytest.mark.parametrize("make", [lambda path: os.mkfifo(path), lambda path: path.mkdir()])
+def test_a_config_path_that_is_no_regular_file_is_refused_at_once(tmp_path, make):
+    path = tmp_path / "config.toml"
+    make(path)
+    with pytest.raises(ConfigError, match=r"is not a regular file|cannot be read"):
+        load_settings(path)
+
+
+def test_dev_zero_as_config_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_settings(Path("/dev/zero"))
