@@ -30,7 +30,16 @@ from aggregator.model import (
 )
 from aggregator.names import counted
 from aggregator.read import read_page
-from aggregator.seeds import DEFAULT_IGNORE, SeedFile, asset_reason, by_name, content_hash, seed_files
+from aggregator.seeds import (
+    DEFAULT_IGNORE,
+    DEFAULT_MAX_FILE_BYTES,
+    Listing,
+    SeedFile,
+    asset_reason,
+    by_name,
+    content_hash,
+    read_seed,
+)
 from aggregator.storage import MAX_ITEMS_PER_TOPIC, Storage, Writer
 
 log = logging.getLogger(__name__)
@@ -128,16 +137,20 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
                       seed.mtime_ns / 1e9)
 
 
-def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Clock) -> FileResult | None:
+def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Clock,
+              max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> FileResult | None:
     """Read one file whose size or mtime changed; None when its bytes did not."""
     try:
-        data = Path(seed.path).read_bytes()
-    except OSError as error:
-        reason = f"cannot read file: {error.strerror or error}"
-        log.warning("%s: failed: %s", seed.rel, reason, extra={"path": seed.rel})
+        if seed.odd is not None:
+            raise SeedError(seed.odd)
+        data = read_seed(seed, max_bytes)
+    except SeedError as error:
+        # Not read (a link, a FIFO, too large, unreadable): recorded with the
+        # reason, and what earlier versions of it gave stays.
+        log.warning("%s: %s: %s", seed.rel, error.status, error, extra={"path": seed.rel})
         with storage.writer(clock()) as w:
-            w.record_source(source_of(seed, known_sha or "", FileStatus.FAILED, reason))
-        return FileResult(seed.rel, FileStatus.FAILED, reason)
+            w.record_source(source_of(seed, known_sha or "", error.status, str(error)))
+        return FileResult(seed.rel, error.status, str(error))
     sha256 = content_hash(data)
     if sha256 == known_sha:
         with storage.writer(clock()) as w:
@@ -159,7 +172,8 @@ def is_unchanged(previous: FileState | None, seed: SeedFile) -> bool:
 
 def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE,
              clock: Clock = utc_now, settle_seconds: float = 0.0,
-             stopping: Callable[[], bool] = lambda: False) -> ScanReport:
+             stopping: Callable[[], bool] = lambda: False,
+             max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> ScanReport:
     """Scan the folder once. A file modified less than `settle_seconds` ago may
     still be being written: it is left for a later scan (counted as deferred).
     `stopping` is asked between files, so a shutdown waits for one file only."""
@@ -172,7 +186,8 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
     deferred = 0
     # Unchanged files are passed over as they are listed: on a rescan of tens
     # of thousands of files, nothing is kept of them but their names.
-    for seed in seed_files(folder, ignore):
+    listing = Listing(folder, ignore)
+    for seed in listing:
         present.add(seed.rel)
         # Only a recent mtime means "still being written"; one in the future
         # (a clock that was ahead) would otherwise defer the file forever.
@@ -186,7 +201,7 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
             break
         try:
             known_sha = storage.content_hash(seed.rel) if is_settled(known.get(seed.rel)) else None
-            result = scan_file(storage, seed, known_sha, clock)
+            result = scan_file(storage, seed, known_sha, clock, max_file_bytes)
         except AggregatorError as error:
             # The store refused this file (locked, full …): nothing of it was
             # written, and its source row is unchanged, so the next scan retries.
@@ -197,7 +212,8 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
             result = FileResult(seed.rel, FileStatus.FAILED, f"unexpected error: {error!r}")
         if result is not None:
             results.append(result)
-    gone = [path for path, src in known.items() if path not in present and src.status != FileStatus.MISSING]
+    gone = [path for path, src in known.items()
+            if path not in present and src.status != FileStatus.MISSING and not listing.is_unseen(path)]
     if gone:
         with storage.writer(clock()) as w:
             w.mark_missing(gone)

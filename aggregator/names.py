@@ -21,12 +21,39 @@ def tag_key(name: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
 
 
+# A label longer than this is a page's run-on text, not a tag.
+MAX_TAG_CHARS = 100
+# Slugs name files in the export folder: far below any file system's 255 bytes.
+MAX_SLUG_CHARS = 80
+# Characters with no glyph: controls, zero-width and format characters,
+# surrogates, private use and unassigned code points.
+INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+
+
+def clean_tag(name: str) -> str | None:
+    """A tag name as stored, or None when there is none to show: invisible
+    characters removed, white space collapsed, and none over MAX_TAG_CHARS."""
+    visible = "".join(c for c in name if unicodedata.category(c) not in INVISIBLE)
+    text = " ".join(visible.split())
+    return text if text and len(text) <= MAX_TAG_CHARS else None
+
+
+def clean_tags(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for name in map(clean_tag, names) if name is not None)
+
+
 def tag_slug(name: str) -> str:
     """Lowercase ASCII, accents folded, other runs of characters one "-":
-    "Côte d'Ivoire" → "cote-d-ivoire"."""
+    "Côte d'Ivoire" → "cote-d-ivoire". A long one is cut, and a hash of the
+    name keeps cut slugs apart."""
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")
-    return slug or "tag-" + hashlib.sha256(tag_key(name).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(tag_key(name).encode()).hexdigest()[:8]
+    if not slug:
+        return "tag-" + digest
+    if len(slug) > MAX_SLUG_CHARS:
+        return slug[: MAX_SLUG_CHARS - len(digest) - 1].rstrip("-") + "-" + digest
+    return slug
 
 
 def counted(count: int, noun: str) -> str:

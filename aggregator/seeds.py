@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import fnmatch
 import functools
 import hashlib
@@ -17,9 +18,11 @@ from typing import NamedTuple
 import charset_normalizer
 
 from aggregator.errors import SeedError
+from aggregator.model import FileStatus
 
 # Editor swap files, partial downloads and hidden files are never pages.
 DEFAULT_IGNORE = (".*", "*~", "*.swp", "*.swx", "*.tmp", "*.part", "*.crdownload", "#*#")
+DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024  # a long article is 100 KB; a larger file is no page
 
 BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same bytes
@@ -31,13 +34,14 @@ BOMS = (
 
 
 class SeedFile(NamedTuple):
-    """A file in the seed folder as a scan finds it (a named tuple: a rescan
+    """An entry of the seed folder as a scan finds it (a named tuple: a rescan
     builds one per file)."""
 
-    path: str  # absolute
-    rel: str  # relative to the seed folder, "/"-separated: the file's name in the store
+    path: str  # absolute, as the file system spells it (not always valid UTF-8)
+    rel: str  # relative to the seed folder, "/"-separated, shown safely: the file's name in the store
     size: int
     mtime_ns: int
+    odd: str | None = None  # why it is no file to read (a link, a FIFO …); None for a regular file
 
 
 @functools.lru_cache(maxsize=16)
@@ -53,28 +57,113 @@ def is_ignored(name: str, patterns: tuple[str, ...]) -> bool:
     return pattern is not None and pattern.match(name) is not None
 
 
-def seed_files(folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE) -> Iterator[SeedFile]:
-    """Regular files below the folder, in the order the folder lists them.
-    Links are not followed: nothing outside the folder is ever read."""
-    pending = [(str(folder), "")]  # (folder, its name relative to the seed folder with a "/")
-    ignored = _ignore_pattern(ignore)
-    while pending:
-        current, prefix = pending.pop()
-        try:
-            entries = list(os.scandir(current))
-        except OSError:
-            continue  # a folder removed or unreadable mid-scan; the next scan sees it again
-        for entry in entries:
-            if ignored is not None and ignored.match(entry.name):
-                continue
+def shown_name(name: str) -> str:
+    """A file name as it may be stored, logged and printed: bytes that are not
+    UTF-8 as \\xNN, control characters (a newline) escaped, so no name forges
+    a log line or breaks a row of `aggregator sources`."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else _escaped(c) for c in name)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode keeps it
+        return f"\\x{code - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode("ascii")
+
+
+def odd_reason(mode: int) -> str | None:
+    """Why an entry that is no folder is not read, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link: not followed, nothing outside the seed folder is read"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO, not a file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device, not a file"
+    return "not a regular file"
+
+
+class Listing:
+    """The entries below the seed folder, in the order the folder lists them;
+    links are not followed. A folder below it that cannot be listed is noted
+    in `unlisted` (its files are not missing, only unseen); the seed folder
+    itself not listable is a SeedError: an empty listing would mark every
+    file missing."""
+
+    def __init__(self, folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE):
+        self.folder = folder
+        self.ignore = ignore
+        self.unlisted: list[str] = []  # "/"-terminated names of folders that could not be read
+
+    def __iter__(self) -> Iterator[SeedFile]:
+        pending = [(str(self.folder), "")]  # (folder, its name relative to the seed folder with a "/")
+        ignored = _ignore_pattern(self.ignore)
+        while pending:
+            current, prefix = pending.pop()
             try:
-                info = entry.stat(follow_symlinks=False)  # one call tells file, folder or link
-            except OSError:
+                entries = list(os.scandir(current))
+            except OSError as error:
+                if not prefix:
+                    raise SeedError(f"cannot list the seed folder {current}: {error.strerror or error}",
+                                    FileStatus.FAILED) from error
+                self.unlisted.append(prefix)  # removed or unreadable mid-scan; the next scan looks again
                 continue
-            if stat.S_ISREG(info.st_mode):
-                yield SeedFile(entry.path, prefix + entry.name, info.st_size, info.st_mtime_ns)
-            elif stat.S_ISDIR(info.st_mode):
-                pending.append((entry.path, f"{prefix}{entry.name}/"))
+            for entry in entries:
+                if ignored is not None and ignored.match(entry.name):
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)  # one call tells file, folder or link
+                except OSError:
+                    continue
+                if stat.S_ISDIR(info.st_mode):
+                    pending.append((entry.path, f"{prefix}{shown_name(entry.name)}/"))
+                else:
+                    yield SeedFile(entry.path, prefix + shown_name(entry.name), info.st_size, info.st_mtime_ns,
+                                   odd_reason(info.st_mode))
+
+    def is_unseen(self, rel: str) -> bool:
+        """Is a stored file below a folder this listing could not read."""
+        return rel.startswith(tuple(self.unlisted))
+
+
+def seed_files(folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE) -> Iterator[SeedFile]:
+    """The regular files below the folder."""
+    return (seed for seed in Listing(folder, ignore) if seed.odd is None)
+
+
+def read_seed(seed: SeedFile, max_bytes: int) -> bytes:
+    """A seed file's bytes, read as the file it was listed as: a link swapped
+    in since is not followed (O_NOFOLLOW), a FIFO does not block (O_NONBLOCK),
+    and anything but a regular file, or a file over `max_bytes`, is refused
+    with the reason before a byte is read."""
+    try:
+        fd = os.open(seed.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SeedError(odd_reason(stat.S_IFLNK) or "", FileStatus.SKIPPED) from error
+        raise SeedError(f"cannot read file: {error.strerror or error}", FileStatus.FAILED) from error
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if (odd := odd_reason(info.st_mode)) is not None:
+            raise SeedError(odd)
+        if info.st_size > max_bytes:
+            raise SeedError(too_big(info.st_size, max_bytes))
+        try:
+            data = handle.read(max_bytes + 1)  # a file still growing stops here too
+        except OSError as error:
+            raise SeedError(f"cannot read file: {error.strerror or error}", FileStatus.FAILED) from error
+    if len(data) > max_bytes:
+        raise SeedError(too_big(len(data), max_bytes))
+    return data
+
+
+def too_big(size: int, max_bytes: int) -> str:
+    return f"too large: over {max_bytes} bytes (seeds.max_file_bytes), {size} or more"
 
 
 # The folder a browser saves a page's images, styles and scripts into, beside

@@ -12,12 +12,14 @@ in READERS and a folder of cases in tests/data.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
 
 from aggregator.errors import SeedError
-from aggregator.model import Page
+from aggregator.model import Page, ParsedItem
+from aggregator.names import clean_tags
 from aggregator.read.feed import is_json_feed, read_feed
 from aggregator.read.html import read_html
 from aggregator.read.text import read_text
@@ -33,6 +35,10 @@ class Kind(StrEnum):
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml", ".shtml"})
 FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom", ".rdf", ".json", ".feed"})
 SNIFF_BYTES = 2048
+# An item's text at most: a long feature is 100 000 characters; past this a
+# feed entry would carry megabytes to every poller.
+MAX_TEXT_CHARS = 200_000
+MAX_TITLE_CHARS = 1_000
 BOM_STARTS = tuple(bom for bom, _ in BOMS)
 
 
@@ -83,4 +89,21 @@ def read_page(data: bytes, mtime: datetime, name: str = "") -> Page:
     dates wire copy that gives no year; `name` hints at the kind."""
     if not data.strip():
         raise SeedError("empty file: no text")
-    return READERS[kind_of(name, data)](data, mtime)
+    page = READERS[kind_of(name, data)](data, mtime)
+    return replace(page, items=tuple(bounded(item) for item in page.items))
+
+
+def bounded(item: ParsedItem) -> ParsedItem:
+    """What every reader's items hold: tags that can be shown (see
+    names.clean_tag), a title no longer than MAX_TITLE_CHARS and texts no
+    longer than MAX_TEXT_CHARS, cut at a paragraph where there is one."""
+    return replace(item, title=item.title[:MAX_TITLE_CHARS], tags=clean_tags(item.tags),
+                   summary=cut(item.summary), content=cut(item.content))
+
+
+def cut(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_TEXT_CHARS:
+        return text
+    head = text[:MAX_TEXT_CHARS]
+    end = head.rfind("\n\n")
+    return head[:end] if end > MAX_TEXT_CHARS // 2 else head
