@@ -25,8 +25,8 @@ import math
 import re
 import unicodedata
 import uuid
-from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timezone
@@ -51,6 +51,9 @@ NEAR_DUPLICATE = 0.8
 # is shared by chance with some fifteen others. Texts that really are close
 # differ in a few bits; two unrelated ones in about 32 of 64.
 MAX_SIMHASH_DISTANCE = 12
+# Within a page, a key (a stock headline, a chance SimHash band, a topic word
+# pair) keeps its newest this many items: as many as the store's lookup reads.
+MAX_HOLDERS_PER_KEY = 50
 
 # Items get uuid5 ids in this namespace, so a clean run over the same files
 # gives the same ids; the id is stored at first sighting and never recomputed.
@@ -494,6 +497,20 @@ def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
     items and the ones the page has shown so far, so a story listed twice on
     one page is one item too. Every sighting must carry its date."""
     state: dict[int, KnownItem] = dict(stored)
+    # Who is known by each key, as the store's index: a sighting is compared
+    # with the items sharing one of its keys, never with the whole page, so a
+    # page of 100 000 items costs 100 000 lookups, not 5 billion comparisons.
+    # Like the store's lookup, a key keeps its newest MAX_HOLDERS_PER_KEY items.
+    holders: dict[tuple[str, str], deque[int]] = {}
+
+    def index(ref: int, keys: Iterable[tuple[str, str]]) -> None:
+        for key in keys:
+            known_by = holders.setdefault(key, deque(maxlen=MAX_HOLDERS_PER_KEY))
+            if ref not in known_by:
+                known_by.append(ref)
+
+    for ref, known in stored.items():
+        index(ref, known.keys)
     gained: dict[int, dict[str, str]] = {}  # tag key → name each item gains
     changed: set[int] = set()
     refs: list[tuple[int, str]] = []
@@ -502,7 +519,8 @@ def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
     new_refs = 0
     for position, (item, fp) in enumerate(sightings):
         tags = {tag_key(name): name for name in item.tags}
-        candidates = [k for k in state.values() if is_candidate(fp, k.keys, k.simhashes)]
+        sharing = {ref for key in identity_keys(fp) for ref in holders.get(key, ())}
+        candidates = [k for k in map(state.__getitem__, sharing) if is_candidate(fp, k.keys, k.simhashes)]
         match = decide(item, candidates)
         if match is None:
             new_refs += 1
@@ -523,6 +541,7 @@ def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
         # The item keeps the keys of every text it was seen with.
         state[ref] = replace(current, keys=current.keys | set(identity_keys(fp)),
                              simhashes=current.simhashes | {fp.simhash})
+        index(ref, identity_keys(fp))
         refs.append((ref, item.title))
         fingerprints.append((ref, fp))
         if changes_entry:  # a sighting that changed nothing relates nothing new
@@ -553,7 +572,11 @@ def plan_links(plan: PagePlan, sightings: Sequence[tuple[ParsedItem, Fingerprint
     for ref, fp in plan.fingerprints:
         if ref in texts:  # an unchanged stored item is compared only if the store found it
             for value in fp.topics:
-                holders.setdefault(value, set()).add(ref)
+                known_by = holders.setdefault(value, set())
+                # Bounded as the store's topic lookup is: a word pair in every
+                # headline of a long page must not make the page quadratic.
+                if len(known_by) < MAX_HOLDERS_PER_KEY:
+                    known_by.add(ref)
     links: set[tuple[int, int]] = set()
     for position in plan.linking:
         (item, fp), ref = sightings[position], plan.sightings[position][0]
