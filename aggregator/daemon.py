@@ -8,9 +8,11 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +27,13 @@ from aggregator.web import make_app
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 3.0  # in-flight requests get this long; the whole stop stays under 5 s
+# A connection that sends nothing this long is closed, whether it never sent
+# a request or waits between two: idle clients do not hold descriptors for long.
+IDLE_SECONDS = 15.0
+# Descriptors kept for everything but client connections: the store, its
+# log, the seed files being read, the watcher, the export.
+RESERVED_FILES = 128
+OPEN_FILES_WANTED = 65_536  # what the systemd unit asks for (LimitNOFILE)
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 
 
@@ -132,6 +141,60 @@ def reload_config(app: web.Application, settings: Settings) -> Settings:
     return new
 
 
+def connection_cap() -> int:
+    """Client connections at once: what the descriptor limit leaves."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = OPEN_FILES_WANTED
+    return max(16, min(OPEN_FILES_WANTED, soft - RESERVED_FILES))
+
+
+class CappedSite(web.TCPSite):
+    """A TCP site that holds at most `cap` connections: a new one past it
+    closes the oldest, so a crowd of idle clients can neither use up the
+    descriptors the store and the seed files need nor lock out /healthz."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, cap: int):
+        super().__init__(runner, host, port)
+        self.cap = cap
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+
+        def connection() -> asyncio.BaseProtocol:
+            # A closed connection leaves the list a moment later; those still
+            # open (a transport) are the ones that count.
+            still_open = [handler for handler in server.connections if handler.transport is not None]
+            for oldest in still_open[: max(0, len(still_open) - self.cap + 1)]:
+                oldest.force_close()
+            return server()
+
+        self._server = await asyncio.get_running_loop().create_server(
+            connection, self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address)
+
+
+class OncePerMinute(logging.Filter):
+    """Lets a message through once a minute: when the process is out of
+    descriptors, asyncio logs every failed accept (hundreds of thousands of
+    lines a minute otherwise)."""
+
+    def __init__(self, starts: str):
+        super().__init__()
+        self.starts = starts
+        self.next_allowed = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.starts):
+            return True
+        now = time.monotonic()
+        if now < self.next_allowed:
+            return False
+        self.next_allowed = now + 60
+        return True
+
+
 async def serve(settings: Settings, ingest: bool = True) -> int:
     """Run until SIGTERM or SIGINT; 0 on a clean stop. With ingest=False, a
     replica: it serves what another process ingests into the same database."""
@@ -142,17 +205,19 @@ async def serve(settings: Settings, ingest: bool = True) -> int:
         print(f"aggregator: already running (pid {pid}, {settings.daemon_pid_file})", file=sys.stderr)
         return 1
     app = make_app(settings, ingest=ingest)
-    runner = web.AppRunner(app, access_log_format=ACCESS_LOG_FORMAT, shutdown_timeout=SHUTDOWN_SECONDS)
+    runner = web.AppRunner(app, access_log_format=ACCESS_LOG_FORMAT, shutdown_timeout=SHUTDOWN_SECONDS,
+                           keepalive_timeout=IDLE_SECONDS)
+    logging.getLogger("asyncio").addFilter(OncePerMinute("socket.accept() out of system resource"))
     try:
         await runner.setup()  # the store, its ingest lock, the ingester and the watcher
-        site = web.TCPSite(runner, settings.server_host, settings.server_port)
+        site = CappedSite(runner, settings.server_host, settings.server_port, connection_cap())
         await site.start()
+        if ingest:
+            write_pid(settings.daemon_pid_file)
     except (AggregatorError, OSError) as error:
         print(f"aggregator: cannot start: {error}", file=sys.stderr)
         await runner.cleanup()
         return 1
-    if ingest:
-        write_pid(settings.daemon_pid_file)
     log.info("serving %s on http://%s:%d (feeds at %s/feeds/all.atom)", settings.seeds_dir,
              settings.server_host, settings.server_port, settings.base_url)
     loop = asyncio.get_running_loop()
@@ -181,6 +246,11 @@ async def serve(settings: Settings, ingest: bool = True) -> int:
     if ingest:
         remove_pid(settings.daemon_pid_file)
     log.info("stopped")
+    if app[INGESTER].busy:
+        # The worker thread is inside a transaction nobody will commit, and
+        # the interpreter would wait for it at exit: leave without it.
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 
@@ -229,6 +299,7 @@ def systemd_unit(settings: Settings, user: bool) -> str:
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "RestartSec=2",
+        f"LimitNOFILE={OPEN_FILES_WANTED}",
         "WatchdogSec=30",
         "TimeoutStopSec=10",
         f"WorkingDirectory={settings.config_path.parent if settings.config_path else Path.cwd()}",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -51,15 +53,24 @@ class Ingester:
         self._lock = asyncio.Lock()
         self._wanted = asyncio.Event()
         self._stopping = False
+        self._idle = threading.Event()  # no scan running on the worker thread
+        self._idle.set()
         self.unexported = True  # every service writes its feeds once on start
         self.export_error: str | None = None  # why the feeds are not rendered or written
 
     def scan_blocking(self) -> tuple[ScanReport, Feeds | None]:
         """A scan, then the feeds rendered anew when the data changed: None
         when nothing changed, empty when they could not be rendered."""
+        self._idle.clear()
+        try:
+            return self._scan_and_render()
+        finally:
+            self._idle.set()
+
+    def _scan_and_render(self) -> tuple[ScanReport, Feeds | None]:
         settings = self.settings
         report = run_once(self.storage, settings.seeds_dir, settings.seeds_ignore, self.clock,
-                          settings.seeds_settle_seconds, lambda: self._stopping)
+                          settings.seeds_settle_seconds, lambda: self._stopping, settings.seeds_max_file_bytes)
         if not (report.changed_data or self.unexported):
             return report, None
         # The data is committed: until the feeds show it and the export folder
@@ -82,6 +93,11 @@ class Ingester:
             self.unexported = False
             self.export_error = None
         return report, feeds
+
+    @property
+    def busy(self) -> bool:
+        """A scan is running on the worker thread."""
+        return not self._idle.is_set()
 
     def reexport(self) -> None:
         """Render and write every feed again, data changed or not (new settings)."""
@@ -133,9 +149,13 @@ class Ingester:
         """Finish the file being ingested, then no more."""
         self._stopping = True
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> bool:
+        """No more scans; wait up to `timeout` seconds for the one running.
+        False when it is still running (a huge page): its transaction is then
+        abandoned with the process, and the file is read again on the next start."""
         self._stopping = True
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        return self._idle.wait(timeout)
 
 
 def start_scheduler(ingester: Ingester, interval_seconds: int) -> AsyncIOScheduler:
@@ -160,6 +180,22 @@ def reschedule(scheduler: AsyncIOScheduler, interval_seconds: int) -> None:
     scheduler.reschedule_job("scan", trigger="interval", seconds=interval_seconds)
 
 
+def real_folders(folder: Path) -> list[str]:
+    """The folder and every folder below it, not through symbolic links: what
+    the watcher watches. (watchfiles' recursive mode follows links: a link to
+    /usr would cost tens of thousands of inotify watches.)"""
+    found, pending = [], [str(folder)]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            with os.scandir(current) as entries:
+                pending.extend(entry.path for entry in entries if entry.is_dir(follow_symlinks=False))
+        except OSError:
+            continue  # unreadable: the interval scan still covers what it can list
+    return found
+
+
 async def watch(ingester: Ingester, stop: asyncio.Event) -> None:
     """Ask for a scan when files in the seed folder change (inotify on Linux)."""
     folder = ingester.settings.seeds_dir
@@ -168,10 +204,15 @@ async def watch(ingester: Ingester, stop: asyncio.Event) -> None:
         return not is_ignored(Path(path).name, ingester.settings.seeds_ignore)
 
     try:
-        async for changes in awatch(folder, watch_filter=wanted, debounce=200, step=50,
-                                    stop_event=stop, recursive=True):
-            log.debug("%d changes in %s", len(changes), folder)
-            ingester.request_scan()
+        while not stop.is_set():
+            folders = real_folders(folder)
+            async for changes in awatch(*folders, watch_filter=wanted, debounce=200, step=50, stop_event=stop,
+                                        recursive=False, ignore_permission_denied=True):
+                log.debug("%d changes in %s", len(changes), folder)
+                ingester.request_scan()
+                if any(change != Change.modified and os.path.isdir(path) and not os.path.islink(path)
+                       for change, path in changes):
+                    break  # a folder came or went: watch the new set
     except Exception:
         # Without events the scheduled scan still picks files up, only later.
         log.exception("watching %s failed; relying on the scan every %ds", folder,

@@ -50,6 +50,9 @@ METRICS = web.AppKey("metrics", Metrics)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 
 REPLICA_POLL_SECONDS = 0.5
+# How long a stop waits for the file being ingested: with the requests'
+# grace time, a stop stays under 5 s whatever the ingester is doing.
+INGEST_STOP_SECONDS = 1.5
 
 
 def settings_of(app: web.Application) -> Settings:
@@ -63,7 +66,7 @@ async def in_thread(func: Callable[..., Any], *args: Any) -> Any:
 def setup(app: web.Application, settings: Settings, *, schedule: bool, ingest: bool, clock: Clock) -> None:
     """Give the app its parts; they start and stop with it."""
     app[LIVE] = Live(settings, clock())
-    cache = app[CACHE] = FeedCache()
+    cache = app[CACHE] = FeedCache(settings.feeds_cache_bytes)
     app[METRICS] = Metrics(lambda: (cache.hits, cache.misses))
     app[SCHEDULE] = schedule
     app[INGEST] = ingest
@@ -120,7 +123,8 @@ async def ingester_ctx(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.get_running_loop().run_in_executor(None, ingester.close)
+    if not await in_thread(ingester.close, INGEST_STOP_SECONDS):
+        log.warning("stopping with a file half ingested: nothing of it is kept, it is read again on the next start")
 
 
 async def follow(app: web.Application) -> None:
@@ -147,6 +151,7 @@ def reload(app: web.Application, settings: Settings) -> None:
     app[INGESTER].settings = settings
     if SCHEDULER in app:
         reschedule(app[SCHEDULER], settings.seeds_interval_seconds)
+    app[CACHE].max_bytes = settings.feeds_cache_bytes
     app[CACHE].invalidate()  # titles and limits show in the feeds
     app[INGESTER].reexport()  # and in the exported files
 

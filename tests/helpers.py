@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -124,11 +125,16 @@ class Daemon:
             f'[feeds]\nexport_dir = "public"\ntitle = "{title}"\n'
             f'[daemon]\npid_file = "state/agg.pid"\nlog_file = "state/agg.log"\n{extra}')
 
-    def start(self, env: dict | None = None, *args: str) -> subprocess.Popen:
+    def start(self, env: dict | None = None, *args: str, open_files: int | None = None) -> subprocess.Popen:
+        """`open_files`: the soft limit of descriptors (RLIMIT_NOFILE), as a unit's LimitNOFILE sets it."""
+        def limit() -> None:
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
         with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "aggregator", "--config", str(self.config), *args, "serve"],
-                stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **(env or {})})
+                stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **(env or {})}, preexec_fn=limit)
         return self.process
 
     def ready(self, seconds: float = 20) -> None:
