@@ -112,7 +112,11 @@ def free_guids(writer: Writer, items: tuple[PlannedItem, ...]) -> list[PlannedIt
     return result
 
 
-def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now: datetime) -> FileResult:
+def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now: datetime,
+                grown: bool = False) -> FileResult:
+    """`grown`: the version read before is where this one starts; the file
+    was still being written then, and what only that version showed (a
+    teaser cut mid-word) gives way to this one."""
     # An undated item is as old as the saved page, but never in the future.
     seen = min(mtime_of(seed), now)
     try:
@@ -128,6 +132,9 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
         return FileResult(seed.rel, error.status, str(error))
     sightings = sightings_of(page.items, seen)  # pure work, before the transaction
     with storage.writer(now) as w:
+        if grown and (forgotten := w.forget_items_only_from(seed.rel)):
+            log.info("%s: grew since it was read: %s of its earlier version replaced", seed.rel,
+                     counted(forgotten, "item"), extra={"path": seed.rel})
         plan = plan_with_store(w, sightings)  # reads only: the write lock is taken below
         source_id = w.record_source(source_of(seed, sha256, FileStatus.OK, items=len(page.items)))
         w.save(plan, source_id)
@@ -138,8 +145,9 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
 
 
 def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Clock,
-              max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> FileResult | None:
-    """Read one file whose size or mtime changed; None when its bytes did not."""
+              max_bytes: int = DEFAULT_MAX_FILE_BYTES, known_size: int = 0) -> FileResult | None:
+    """Read one file whose size or mtime changed; None when its bytes did not.
+    `known_sha` and `known_size`: the version read before, if it was read."""
     try:
         if seed.odd is not None:
             raise SeedError(seed.odd)
@@ -156,7 +164,8 @@ def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Cl
         with storage.writer(clock()) as w:
             w.touch_source(seed.rel, seed.size, seed.mtime_ns)
         return None
-    return ingest_file(storage, seed, data, sha256, clock())
+    grown = known_sha is not None and 0 < known_size < len(data) and content_hash(data[:known_size]) == known_sha
+    return ingest_file(storage, seed, data, sha256, clock(), grown)
 
 
 def is_settled(previous: FileState | None) -> bool:
@@ -178,6 +187,7 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
     still be being written: it is left for a later scan (counted as deferred).
     `stopping` is asked between files, so a shutdown waits for one file only."""
     started = clock()
+    storage.check_file()  # a replaced database fails the scan, not each file
     known = storage.file_states()
     now_ns = time.time_ns()
     settled_before = now_ns - int(settle_seconds * 1e9)
@@ -200,8 +210,11 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
         if stopping():
             break
         try:
-            known_sha = storage.content_hash(seed.rel) if is_settled(known.get(seed.rel)) else None
-            result = scan_file(storage, seed, known_sha, clock, max_file_bytes)
+            previous = known.get(seed.rel)
+            read_before = is_settled(previous) and previous.status == FileStatus.OK
+            known_sha = storage.content_hash(seed.rel) if is_settled(previous) else None
+            result = scan_file(storage, seed, known_sha, clock, max_file_bytes,
+                               previous.size if read_before else 0)
         except AggregatorError as error:
             # The store refused this file (locked, full …): nothing of it was
             # written, and its source row is unchanged, so the next scan retries.

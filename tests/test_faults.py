@@ -323,3 +323,56 @@ def test_idle_connections_past_the_descriptor_limit_leave_healthz_answering(daem
             connection.close()
     assert daemon.log.read_text().count("out of system resource") <= 1
     assert daemon.stop() == 0
+
+
+# --- a slow writer, a replaced database --------------------------------------------------
+
+
+def test_a_slowly_written_listing_leaves_exactly_its_final_stories(settings, tmp_path):
+    """Read after each pause of its writer: every cut version was ingested,
+    and the stories of the final file are all that is left of it."""
+    stories = [(f"Harbour story number {n} about the ferries",
+                f"The ferry company said on day {n} that sailings to the islands will change again, "
+                f"with {n * 3} crossings a week and new fares for cars and foot passengers … Read more\n")
+               for n in range(8)]
+    final = "\n".join(f"{title}\n\n{teaser}" for title, teaser in stories)
+    path = settings.seeds_dir / "040_slow.txt"
+    with Storage(f"sqlite:///{tmp_path / 'slow.db'}") as storage:
+        run_once(storage, settings.seeds_dir)
+        baseline = len(storage.all_items())
+        for end in range(120, len(final), 170):  # cut anywhere, mid-word too
+            path.write_text(final[:end])
+            run_once(storage, settings.seeds_dir)
+        path.write_text(final)
+        run_once(storage, settings.seeds_dir)
+        slow = sorted(item.title for item in storage.all_items())
+    with Storage(f"sqlite:///{tmp_path / 'once.db'}") as storage:
+        run_once(storage, settings.seeds_dir)
+        assert sorted(item.title for item in storage.all_items()) == slow
+    assert len(slow) == baseline + 8
+
+
+def test_a_listing_saved_again_with_new_stories_keeps_the_old_ones(storage, settings):
+    """Content replaced, not grown: the stories it no longer lists stay."""
+    path = settings.seeds_dir / "040_listing.txt"
+    write_seed(settings.seeds_dir, path.name, tag_page("Idlib", "A story listed on Monday"), minute=10)
+    run_once(storage, settings.seeds_dir)
+    write_seed(settings.seeds_dir, path.name, tag_page("Idlib", "A story listed on Tuesday"), minute=20)
+    run_once(storage, settings.seeds_dir)
+    titles = {item.title for item in storage.all_items()}
+    assert {"A story listed on Monday", "A story listed on Tuesday"} <= titles
+
+
+async def test_a_database_file_replaced_while_running_is_noticed(aiohttp_client, make_settings, clock, tmp_path):
+    settings = make_settings(**{"database.url": f"sqlite:///{tmp_path / 'live.db'}"})
+    client = await aiohttp_client(make_app(settings, schedule=False, clock=clock))
+    await client.app[INGESTER].scan()
+    assert (await client.get("/readyz")).status == 200
+    (tmp_path / "live.db").rename(tmp_path / "elsewhere.db")
+    (tmp_path / "live.db").write_bytes((tmp_path / "elsewhere.db").read_bytes())
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert "was deleted or replaced while in use" in (await ready.json())["reason"]
+    write_seed(settings.seeds_dir, "040_new.txt", TAG_PAGE.format(title="A story no one would read"))
+    await client.app[INGESTER].scan_logged()
+    assert "was deleted or replaced" in client.app[INGESTER].last_error

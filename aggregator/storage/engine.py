@@ -1,5 +1,5 @@
 """Engines, and the one place that chooses per database: each backend module
-(`sqlite`, `postgresql`) offers the same four functions, and nothing else in
+(`sqlite`, `postgresql`) offers the same five functions, and nothing else in
 the store names a database."""
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ def make_engine(url: URL) -> Engine:
                            f"({error.name}): pip install 'aggregator[postgresql]'") from None
 
 
+def file_identity(url: URL) -> None:
+    return None  # the server owns its files
+
+
 def insert_if_absent(table: Table) -> Insert:
     return insert(table).on_conflict_do_nothing()
 

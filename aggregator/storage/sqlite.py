@@ -57,6 +57,18 @@ def make_engine(url: URL) -> Engine:
     return engine
 
 
+def file_identity(url: URL) -> tuple[int, int] | None:
+    """(device, inode) of the database file: the open connections write to
+    this file whatever name it has now."""
+    if (database := _file(url)) is None:
+        return None
+    try:
+        info = os.stat(database)
+    except FileNotFoundError:
+        return (0, 0)
+    return info.st_dev, info.st_ino
+
+
 def insert_if_absent(table: Table) -> Insert:
     return insert(table).on_conflict_do_nothing()
 

@@ -111,6 +111,7 @@ class Storage:
         except BaseException:
             self.engine.dispose()
             raise
+        self._identity = self._backend.file_identity(self.url)
 
     def __enter__(self) -> Storage:
         return self
@@ -174,9 +175,17 @@ class Storage:
         with self._errors("read"), self._sessions() as session:
             yield session
 
+    def check_file(self) -> None:
+        """StorageError when the database file was deleted or replaced since it
+        was opened: writes would go to a file no one will read again."""
+        if self._identity is not None and self._backend.file_identity(self.url) != self._identity:
+            raise StorageError(f"the database file {self.url.database} was deleted or replaced while in use; "
+                               "restart the service to open the file now there")
+
     @contextlib.contextmanager
     def writer(self, now: datetime) -> Iterator[Writer]:
         """One transaction: everything written inside lands together or not at all."""
+        self.check_file()
         if not self._checkpointer_asked:  # a store that is written to gets one, where its database wants it
             with self._checkpointer_lock:
                 if not self._checkpointer_asked:
@@ -259,7 +268,8 @@ class Storage:
             return session.scalar(query)
 
     def ping(self) -> None:
-        """Raise StorageError unless the database answers."""
+        """Raise StorageError unless the database answers, from the file it was opened at."""
+        self.check_file()
         with self._read() as session:
             session.execute(select(1))
 

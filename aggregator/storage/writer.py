@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, delete, exists, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import TextClause
 
@@ -146,6 +146,24 @@ class Writer:
         """Same bytes, new size or mtime: remember them so the next scan skips the file."""
         self.connection.execute(update(sources_table).where(sources_table.c.path == path)
                                 .values(size=size, mtime_ns=mtime_ns, checked_at=self.now))
+
+    def forget_items_only_from(self, path: str) -> int:
+        """Delete the items no other seed file shows than this one, with their
+        keys, tags and sightings: the file was still being written when it was
+        read, and its whole version shows them again, whole. How many went."""
+        source_id = self.connection.scalar(select(sources_table.c.id).where(sources_table.c.path == path))
+        if source_id is None:
+            return 0
+        seen = item_sources.c
+        elsewhere = item_sources.alias()
+        only_here = (select(seen.item_id).where(seen.source_id == source_id)
+                     .where(~exists().where(elsewhere.c.item_id == seen.item_id,
+                                            elsewhere.c.source_id != source_id)))
+        gone = self.connection.execute(delete(items_table).where(items_table.c.id.in_(only_here))).rowcount
+        if gone:
+            self.stamp()  # the feeds changed now
+            self.changed = True
+        return gone
 
     def mark_missing(self, paths: Sequence[str]) -> None:
         if paths:
