@@ -28,6 +28,7 @@ from aggregator.publish import (
     feed_title,
     render_feed,
     render_subscriptions,
+    rendered,
     resolve_spec,
 )
 from aggregator.render import FORMAT_NAMES, FORMATS, teaser_text, text_to_html
@@ -180,14 +181,15 @@ async def cached(request: web.Request, key: Hashable, render: Callable[[], Rende
     return await from_cache(cache, key, render)
 
 
-def respond(request: web.Request, feed: RenderedFeed) -> web.Response:
-    """Conditional GET, gzip once per version, and the caching headers."""
+def respond(request: web.Request, feed: RenderedFeed, cache_control: str | None = None) -> web.Response:
+    """Conditional GET, gzip once per version, and the caching headers (a
+    feed may be reused for feeds.max_age_seconds unless told otherwise)."""
     gzipped = accepts_gzip(request)
     # Each representation has its own strong validator.
     etag = feed.etag[:-1] + '-gzip"' if gzipped else feed.etag
     headers = {
         "ETag": etag,
-        "Cache-Control": f"public, max-age={settings_of(request.app).feeds_max_age_seconds}",
+        "Cache-Control": cache_control or f"public, max-age={settings_of(request.app).feeds_max_age_seconds}",
         "Vary": "Accept-Encoding",
     }
     last_modified = last_modified_of(request, feed)
@@ -242,45 +244,73 @@ def page(settings: Settings, **values: Any) -> dict[str, Any]:
     return {"settings": settings, "urls": Urls(settings.base_url), "format_names": FORMAT_NAMES, **values}
 
 
-@aiohttp_jinja2.template("index.html")
-async def index_page(request: web.Request) -> dict[str, Any]:
-    settings, storage = settings_of(request.app), request.app[STORAGE]
-    tags = await in_thread(storage.tags)
-    items = await in_thread(storage.newest_items, settings.feeds_limit)
-    total = await in_thread(storage.item_count)
-    ingester = request.app[INGESTER]
-    return page(settings, title=settings.feeds_title, feeds=feed_links(Urls(settings.base_url), feed_title(settings)),
-                tags=tags, total=total, items=items, last_scan=ingester.last_report,
-                export_error=ingester.export_error)
+PAGE_TYPE = "text/html; charset=utf-8"
 
 
-@aiohttp_jinja2.template("tag.html")
-async def tag_page(request: web.Request) -> dict[str, Any]:
-    settings, storage = settings_of(request.app), request.app[STORAGE]
-    tag = await in_thread(storage.find_tag, request.match_info["slug"])
+async def serve_page(request: web.Request, key: Hashable,
+                     make: Callable[[], tuple[str, dict[str, Any], datetime]]) -> web.StreamResponse:
+    """A page for people, read and rendered in a worker thread once per data
+    version and kept with the feeds; served like them (ETag, 304, gzip), but
+    revalidated on every visit. `make` gives (template, its values, when what
+    the page shows last changed)."""
+    env = aiohttp_jinja2.get_env(request.app)
+
+    def render() -> RenderedFeed:
+        template, values, changed = make()
+        return rendered(env.get_template(template).render(values).encode(), changed, PAGE_TYPE)
+
+    return respond(request, await cached(request, ("page", key), render), "no-cache")
+
+
+async def index_page(request: web.Request) -> web.StreamResponse:
+    settings, storage, ingester = settings_of(request.app), request.app[STORAGE], request.app[INGESTER]
+    last_scan, export_error = ingester.last_report, ingester.export_error
+
+    def make() -> tuple[str, dict[str, Any], datetime]:
+        changed = storage.data_changed_at()
+        values = page(settings, title=settings.feeds_title, tags=storage.tags(), total=storage.item_count(),
+                      items=storage.newest_items(settings.feeds_limit), last_scan=last_scan,
+                      export_error=export_error, feeds=feed_links(Urls(settings.base_url), feed_title(settings)))
+        return "index.html", values, max(changed, last_scan.finished) if last_scan else changed
+
+    # The front page also tells of the last scan: a new one is a new page.
+    return await serve_page(request, ("index", last_scan and last_scan.finished, export_error), make)
+
+
+async def tag_page(request: web.Request) -> web.StreamResponse:
+    settings, storage, slug = settings_of(request.app), request.app[STORAGE], request.match_info["slug"]
+    tag = await from_cache(request.app[CACHE], ("tag", slug), partial(storage.find_tag, slug))
     if tag is None:
-        raise NotFound(f"no tag {request.match_info['slug']!r}")
-    if tag.slug != request.match_info["slug"]:
+        raise NotFound(f"no tag {slug!r}")
+    if tag.slug != slug:
         raise web.HTTPMovedPermanently(request.app.router["tag_page"].url_for(slug=tag.slug))
-    items = await in_thread(storage.newest_items, settings.feeds_max_limit, 0, (tag.slug,))
-    title = feed_title(settings, [tag])
-    return page(settings, title=title, tag=tag, feeds=feed_links(Urls(settings.base_url), title, tag.slug),
-                items=items)
+
+    def make() -> tuple[str, dict[str, Any], datetime]:
+        title = feed_title(settings, [tag])
+        values = page(settings, title=title, tag=tag, feeds=feed_links(Urls(settings.base_url), title, tag.slug),
+                      items=storage.newest_items(settings.feeds_max_limit, 0, (tag.slug,)))
+        return "tag.html", values, storage.data_changed_at()
+
+    return await serve_page(request, ("tag", tag.slug), make)
 
 
-@aiohttp_jinja2.template("item.html")
-async def item_page(request: web.Request) -> dict[str, Any]:
-    settings, storage = settings_of(request.app), request.app[STORAGE]
-    item = await in_thread(storage.item, request.match_info["key"])
-    if item is None:
-        raise NotFound(f"no item {request.match_info['key']!r}")
-    urls = Urls(settings.base_url)
-    return page(
-        settings, title=item.title, item=item,
-        # A standfirst is shown above the text; a teaser the text starts with is not.
-        standfirst=item.content and item.summary and not item.content.startswith(item.summary),
-        feeds=feed_links(urls, feed_title(settings))
-        + [link for tag in item.tags for link in feed_links(urls, feed_title(settings, [tag]), tag.slug)])
+async def item_page(request: web.Request) -> web.StreamResponse:
+    settings, storage, key = settings_of(request.app), request.app[STORAGE], request.match_info["key"]
+
+    def make() -> tuple[str, dict[str, Any], datetime]:
+        item = storage.item(key)
+        if item is None:
+            raise NotFound(f"no item {key!r}")
+        urls = Urls(settings.base_url)
+        values = page(
+            settings, title=item.title, item=item,
+            # A standfirst is shown above the text; a teaser the text starts with is not.
+            standfirst=item.content and item.summary and not item.content.startswith(item.summary),
+            feeds=feed_links(urls, feed_title(settings))
+            + [link for tag in item.tags for link in feed_links(urls, feed_title(settings, [tag]), tag.slug)])
+        return "item.html", values, item.updated
+
+    return await serve_page(request, ("item", key), make)
 
 
 # --- health, readiness, metrics ---------------------------------------------------

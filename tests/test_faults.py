@@ -376,3 +376,19 @@ async def test_a_database_file_replaced_while_running_is_noticed(aiohttp_client,
     write_seed(settings.seeds_dir, "040_new.txt", TAG_PAGE.format(title="A story no one would read"))
     await client.app[INGESTER].scan_logged()
     assert "was deleted or replaced" in client.app[INGESTER].last_error
+
+
+# --- cheap to ask -----------------------------------------------------------------------
+
+
+async def test_pages_are_rendered_once_per_data_version_and_answer_304s(client, settings):
+    cache = client.app[CACHE]
+    first = await client.get("/tags/idlib")
+    misses = cache.misses
+    again = await client.get("/tags/idlib", headers={"If-None-Match": first.headers["ETag"]})
+    assert (again.status, cache.misses) == (304, misses)
+    assert first.headers["Cache-Control"] == "no-cache" and first.content_type == "text/html"
+    write_seed(settings.seeds_dir, "040_new.txt", TAG_PAGE.format(title="A story for the tag page"))
+    await client.app[INGESTER].scan()
+    fresh = await client.get("/tags/idlib", headers={"If-None-Match": first.headers["ETag"]})
+    assert fresh.status == 200 and "A story for the tag page" in await fresh.text()
