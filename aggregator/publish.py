@@ -8,7 +8,7 @@ import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -198,10 +198,15 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def render_all(storage: Storage, settings: Settings) -> dict[FeedSpec, RenderedFeed]:
-    """Every feed (overall and per tag, each format) as served by default."""
-    return {spec: render_feed(storage, settings, spec, settings.feeds_limit)
-            for spec in all_feed_specs(storage)}
+def render_all(storage: Storage, settings: Settings, tag_slugs: Iterable[str] | None = None
+               ) -> dict[FeedSpec, RenderedFeed]:
+    """Every feed (overall and per tag, each format) as served by default; or,
+    given tag slugs, the overall feeds and the feeds of those tags only."""
+    if tag_slugs is None:
+        specs = all_feed_specs(storage)
+    else:
+        specs = [FeedSpec(fmt, tags) for tags in [(), *((slug,) for slug in sorted(tag_slugs))] for fmt in FORMATS]
+    return {spec: render_feed(storage, settings, spec, settings.feeds_limit) for spec in specs}
 
 
 def write_feeds(feeds: dict[FeedSpec, RenderedFeed], folder: Path) -> list[Path]:

@@ -71,15 +71,20 @@ class Ingester:
         settings = self.settings
         report = run_once(self.storage, settings.seeds_dir, settings.seeds_ignore, self.clock,
                           settings.seeds_settle_seconds, lambda: self._stopping, settings.seeds_max_file_bytes)
-        if not (report.changed_data or self.unexported):
+        touched, forgot = self.storage.take_touched()
+        if not (report.changed_data or touched or forgot or self.unexported):
             return report, None
+        # Only the feeds whose entries changed: the overall ones and those of
+        # the tags of every item that changed. Everything after a failure, a
+        # deletion or new settings.
+        tag_slugs = None if self.unexported or forgot else self.storage.tag_slugs_of(touched)
         # The data is committed: until the feeds show it and the export folder
         # holds it, it stays unexported and every scan tries again.
         self.unexported = True
         try:
             # Rendered once: written to the export folder and handed to the
             # server's cache, so no request renders them again.
-            feeds = render_all(self.storage, settings)
+            feeds = render_all(self.storage, settings, tag_slugs)
         except Exception as error:
             self.export_error = f"cannot render the feeds: {first_line(error)}"
             log.exception("cannot render the feeds; the server renders each as it is asked for")

@@ -392,3 +392,19 @@ async def test_pages_are_rendered_once_per_data_version_and_answer_304s(client, 
     await client.app[INGESTER].scan()
     fresh = await client.get("/tags/idlib", headers={"If-None-Match": first.headers["ETag"]})
     assert fresh.status == 200 and "A story for the tag page" in await fresh.text()
+
+
+async def test_a_change_renders_only_the_feeds_whose_entries_changed(client, settings):
+    rendered_now = []
+    ingester = client.app[INGESTER]
+    ingester.observers.append(lambda report, feeds: rendered_now.append(feeds))
+    write_seed(settings.seeds_dir, "040_assad.txt", tag_page("Assad", "A story only the Assad tag lists"))
+    await ingester.scan()
+    names = sorted({spec.name for spec in rendered_now[-1]})
+    assert names == ["all", "tags/assad"] and len(rendered_now[-1]) == 6
+    exported = (settings.feeds_export_dir / "tags" / "assad.atom").read_text()
+    assert "A story only the Assad tag lists" in exported
+    served = await (await client.get("/feeds/tags/idlib.atom")).text()  # not rendered by the scan: on demand
+    assert served == (settings.feeds_export_dir / "tags" / "idlib.atom").read_text()
+    await ingester.scan()  # nothing changed: nothing rendered
+    assert rendered_now[-1] is None

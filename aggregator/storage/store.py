@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import exists, func, select, union, update
@@ -112,6 +112,8 @@ class Storage:
             self.engine.dispose()
             raise
         self._identity = self._backend.file_identity(self.url)
+        self._touched: set[int] = set()
+        self._forgot = False
 
     def __enter__(self) -> Storage:
         return self
@@ -199,6 +201,26 @@ class Storage:
                                    .values(value=StateRow.value + 1))
                 connection.execute(update(StateRow).where(StateRow.key == "data_changed_at")
                                    .values(value=to_micros(writer.last_change)))
+        self._touched |= writer.touched  # committed
+        self._forgot |= writer.forgot
+
+    def take_touched(self) -> tuple[frozenset[int], bool]:
+        """The items whose entries changed in the transactions committed since
+        last asked, and whether any item was deleted; forgotten once told."""
+        touched, forgot = frozenset(self._touched), self._forgot
+        self._touched, self._forgot = set(), False
+        return touched, forgot
+
+    def tag_slugs_of(self, item_ids: Iterable[int]) -> set[str]:
+        """The slugs of every tag these items carry."""
+        ids = list(item_ids)
+        slugs: set[str] = set()
+        with self._read() as session:
+            for start in range(0, len(ids), 500):
+                slugs.update(session.scalars(
+                    select(TagRow.slug).join(item_tags, item_tags.c.tag_id == TagRow.id)
+                    .where(item_tags.c.item_id.in_(ids[start : start + 500])).distinct()))
+        return slugs
 
     # --- seed files -------------------------------------------------------------
 

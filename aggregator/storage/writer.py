@@ -63,6 +63,8 @@ class Writer:
         self.connection = connection
         self.now = now
         self.changed = False  # anything a feed shows
+        self.touched: set[int] = set()  # items whose entries changed: their tags' feeds change
+        self.forgot = False  # items were deleted: any feed may have changed
         self._stamps = itertools.count()
         self._first_change: datetime | None = None
         self.last_change = now
@@ -162,7 +164,7 @@ class Writer:
         gone = self.connection.execute(delete(items_table).where(items_table.c.id.in_(only_here))).rowcount
         if gone:
             self.stamp()  # the feeds changed now
-            self.changed = True
+            self.changed = self.forgot = True
         return gone
 
     def mark_missing(self, paths: Sequence[str]) -> None:
@@ -186,6 +188,7 @@ class Writer:
             return ids.get(ref, ref)
 
         changed = [item for item in plan.items if not item.is_new]
+        self.touched.update(ids.values(), (item.ref for item in changed))
         if changed:
             self.connection.execute(
                 update(items_table).where(items_table.c.id == bindparam("item_id")),
@@ -263,6 +266,7 @@ class Writer:
             return
         self.connection.execute(item_links.insert(), [
             {"item_id": x, "related_id": y} for a, b in new for x, y in ((a, b), (b, a))])
+        self.touched.update(i for pair in new for i in pair)
         self.connection.execute(update(items_table).where(items_table.c.id == bindparam("linked")),
                                 [{"linked": item_id, "updated": self.stamp()}
                                  for item_id in sorted({i for pair in new for i in pair})])
