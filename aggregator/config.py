@@ -115,6 +115,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("feeds.export_dir", "path", "feeds",
            "Folder the rendered feeds are also written to, for any static web server."),
     Option("log.level", "str", "info", "Least important log messages shown.", _log_level),
+    Option("log.access", "bool", True,
+           "One line per HTTP request (at info level), written by a thread of its own."),
     Option("daemon.pid_file", "path", "data/aggregator.pid",
            "Where `aggregator serve` records its process id (used by start, stop and status)."),
     Option("daemon.log_file", "path", "data/aggregator.log",
@@ -143,6 +145,7 @@ class Settings:
     feeds_cache_bytes: int
     feeds_export_dir: Path
     log_level: str
+    log_access: bool
     daemon_pid_file: Path
     daemon_log_file: Path
     config_path: Path | None = None

@@ -1,42 +1,41 @@
-"""A server for the serving benchmarks, in its own process so the load
-generator does not share its CPU: either the real service or a bare aiohttp
-handler returning the same bytes (the floor).
+"""The floor of the serving benchmarks: a bare aiohttp handler answering
+each address with the same bytes the service gave for it (and its gzip, and
+a 304 when asked with its ETag), with nothing else to do.
 
-    python -m bench.serve_target service CONFIG PORT [ingest]
-    python -m bench.serve_target bare BODYFILE PORT
+    python -m bench.serve_target ANSWERS.json PORT
+
+ANSWERS.json maps a path to {"body": file, "gzip": file, "etag": ..., "type": ...}.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 from aiohttp import web
 
 
-def bare(body_file: str, port: int) -> None:
-    body = Path(body_file).read_bytes()
+def bare(answers_file: str, port: int) -> None:
+    answers = {}
+    for path, answer in json.loads(Path(answers_file).read_text()).items():
+        answers[path] = (Path(answer["body"]).read_bytes(), Path(answer["gzip"]).read_bytes(),
+                         answer["etag"], answer["type"])
 
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
+        body, gzipped, etag, content_type = answers[request.path]
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            return web.Response(body=gzipped, headers={"Content-Type": content_type, "Content-Encoding": "gzip",
+                                                       "ETag": etag})
+        return web.Response(body=body, headers={"Content-Type": content_type, "ETag": etag})
 
     app = web.Application()
-    app.router.add_get("/feeds/all.atom", handler)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def service(config: str, port: int, ingest: bool) -> None:
-    from aggregator.config import load_settings
-    from aggregator.web import make_app
-
-    settings = load_settings(Path(config))
-    app = make_app(settings, schedule=ingest)
+    for path in answers:
+        app.router.add_get(path, handler)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 if __name__ == "__main__":
-    kind, arg, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if kind == "bare":
-        bare(arg, port)
-    else:
-        service(arg, port, len(sys.argv) > 4 and sys.argv[4] == "ingest")
+    bare(sys.argv[1], int(sys.argv[2]))
