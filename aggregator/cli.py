@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from aggregator import __version__, daemon
 from aggregator.config import CONFIG_ENV, DEFAULT_CONFIG, Settings, config_path, describe, load_settings
-from aggregator.daemon import JsonFormatter
+from aggregator.daemon import JsonFormatter, TextFormatter
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.ingest import run_once
 from aggregator.model import FileStatus, ScanReport, StoredItem
@@ -39,7 +39,7 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # APScheduler reports every run at INFO; our own scan line says more.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -53,7 +53,7 @@ class FeedSpec:
         return feed_path(self.joined_tags, self.fmt)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per render: compared and hashed by identity, not by its bytes
 class RenderedFeed:
     body: bytes
     gzipped: bytes  # compressed once per feed version, not per request

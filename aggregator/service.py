@@ -38,6 +38,10 @@ class Live:
     # on (a title, a newer aggregator), so no Last-Modified is earlier.
     since: datetime
 
+    @property
+    def feed_cache_control(self) -> str:
+        return f"public, max-age={self.settings.feeds_max_age_seconds}"
+
 
 LIVE = web.AppKey("live", Live)
 STORAGE = web.AppKey("storage", Storage)

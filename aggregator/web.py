@@ -5,10 +5,12 @@ event loop: reads, rendering and ingest run in worker threads."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
+from email.utils import format_datetime
 from functools import partial
 from typing import Any
 
@@ -33,7 +35,7 @@ from aggregator.publish import (
 )
 from aggregator.render import FORMAT_NAMES, FORMATS, teaser_text, text_to_html
 from aggregator.service import CACHE, CLOCK, INGESTER, LIVE, METRICS, STORAGE, in_thread, settings_of
-from aggregator.urls import ROUTES, Urls
+from aggregator.urls import ROUTES, Urls, feed_path
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,13 @@ def not_found_page(request: web.Request, message: str) -> web.Response:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors as statuses (see STATUS), and every answer counted by route and
+    status for /metrics: one middleware, as each costs every request a call."""
+    status = 500
     try:
-        return await handler(request)
+        response = await handler(request)
+        status = response.status
+        return response
     except AggregatorError as error:
         status = status_of(error)
         if status == 503:
@@ -83,26 +90,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if status == 404 and is_for_people(request):
             return not_found_page(request, str(error))
         return web.Response(status=status, text=f"{error}\n")
-    except web.HTTPNotFound:
-        if is_for_people(request):
-            return not_found_page(request, f"nothing is at {request.path}")
-        raise
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
     except web.HTTPException as error:
         status = error.status
+        if status == 404 and is_for_people(request):
+            return not_found_page(request, f"nothing is at {request.path}")
         raise
     finally:
         resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].requests.labels(route, str(status)).inc()
+        request.app[METRICS].requests[resource.canonical if resource is not None else "unmatched", status] += 1
 
 
 # --- feeds -----------------------------------------------------------------
@@ -135,7 +130,7 @@ async def canonical_spec(request: web.Request, fmt: str, raw_tags: str) -> FeedS
     return spec
 
 
-def not_modified(request: web.Request, etags: tuple[str, ...], last_modified: datetime, now: datetime) -> bool:
+def not_modified(request: web.Request, etags: tuple[str, ...], last_modified: datetime) -> bool:
     """RFC 9110 13.1: If-None-Match, when sent (on one line or several),
     decides alone; an If-Modified-Since later than now says nothing."""
     lines = request.headers.getall("If-None-Match", ())
@@ -143,13 +138,28 @@ def not_modified(request: web.Request, etags: tuple[str, ...], last_modified: da
         tags = {tag.strip().removeprefix("W/") for line in lines for tag in line.split(",")}
         return "*" in tags or not tags.isdisjoint(etags)
     since = request.if_modified_since
-    return since is not None and since <= now and last_modified <= since
+    return since is not None and last_modified <= since <= request.app[CLOCK]()
 
 
-def last_modified_of(request: web.Request, feed: RenderedFeed) -> datetime:
-    """Whole seconds, as the header carries it and as If-Modified-Since is
-    compared with it; never before the settings took effect."""
-    return max(feed.last_modified, request.app[LIVE].since).replace(microsecond=0)
+@functools.lru_cache(maxsize=4096)
+def answer_headers(feed: RenderedFeed, gzipped: bool, since: datetime, cache_control: str
+                   ) -> tuple[dict[str, str], datetime]:
+    """The headers of a feed's answer, and its Last-Modified: made once per
+    feed version and representation, not per request. Last-Modified is in
+    whole seconds, as the header carries it and as If-Modified-Since is
+    compared with it, and never before the settings took effect (`since`)."""
+    last_modified = max(feed.last_modified, since).replace(microsecond=0)
+    headers = {
+        # Each representation has its own strong validator.
+        "ETag": feed.etag[:-1] + '-gzip"' if gzipped else feed.etag,
+        "Cache-Control": cache_control,
+        "Vary": "Accept-Encoding",
+        "Last-Modified": format_datetime(last_modified, usegmt=True),
+        "Content-Type": feed.content_type,
+    }
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return headers, last_modified
 
 
 def accepts_gzip(request: web.Request) -> bool:
@@ -184,34 +194,34 @@ async def cached(request: web.Request, key: Hashable, render: Callable[[], Rende
 def respond(request: web.Request, feed: RenderedFeed, cache_control: str | None = None) -> web.Response:
     """Conditional GET, gzip once per version, and the caching headers (a
     feed may be reused for feeds.max_age_seconds unless told otherwise)."""
-    gzipped = accepts_gzip(request)
-    # Each representation has its own strong validator.
-    etag = feed.etag[:-1] + '-gzip"' if gzipped else feed.etag
-    headers = {
-        "ETag": etag,
-        "Cache-Control": cache_control or f"public, max-age={settings_of(request.app).feeds_max_age_seconds}",
-        "Vary": "Accept-Encoding",
-    }
-    last_modified = last_modified_of(request, feed)
-    if not_modified(request, (etag, feed.etag), last_modified, request.app[CLOCK]()):
+    gzipped = "gzip" in request.headers.get("Accept-Encoding", "") and accepts_gzip(request)
+    live = request.app[LIVE]
+    headers, last_modified = answer_headers(feed, gzipped, live.since, cache_control or live.feed_cache_control)
+    if not_modified(request, (headers["ETag"], feed.etag), last_modified):
         request.app[METRICS].not_modified.inc()
-        response = web.Response(status=304, headers=headers)
-    else:
-        if gzipped:
-            headers["Content-Encoding"] = "gzip"
-        response = web.Response(body=feed.gzipped if gzipped else feed.body, headers=headers)
-        response.headers["Content-Type"] = feed.content_type
-    response.last_modified = last_modified
-    return response
+        return web.Response(status=304, headers={k: v for k, v in headers.items() if k not in NOT_IN_304})
+    return web.Response(body=feed.gzipped if gzipped else feed.body, headers=headers)
+
+
+# A 304 carries the validators and caching headers of the answer, not its body's.
+NOT_IN_304 = frozenset({"Content-Type", "Content-Encoding"})
+# The overall feed of each format, made once: every request for it looks it up.
+OVERALL = {fmt: FeedSpec(fmt) for fmt in FORMATS}
 
 
 async def serve_feed(request: web.Request, spec: FeedSpec) -> web.StreamResponse:
     settings = settings_of(request.app)
-    limit = parse_number(request, "limit", settings.feeds_limit, settings.feeds_max_limit)
-    page = parse_number(request, "page", 1, MAX_PAGE)
-    storage = request.app[STORAGE]
-    feed = await cached(request, (spec, limit, page),
-                        partial(render_feed, storage, settings, spec, limit, page))
+    if request.query_string:
+        limit = parse_number(request, "limit", settings.feeds_limit, settings.feeds_max_limit)
+        page = parse_number(request, "page", 1, MAX_PAGE)
+    else:  # what pollers ask for
+        limit, page = settings.feeds_limit, 1
+    cache, key = request.app[CACHE], (spec, limit, page)
+    feed = cache.entries.get(key)
+    if feed is not None:  # the common case, answered without a wait
+        cache.hits += 1
+    else:
+        feed = await cached(request, key, partial(render_feed, request.app[STORAGE], settings, spec, limit, page))
     return respond(request, feed)
 
 
@@ -221,7 +231,7 @@ async def subscriptions(request: web.Request) -> web.StreamResponse:
 
 
 async def overall_feed(request: web.Request) -> web.StreamResponse:
-    return await serve_feed(request, FeedSpec(request.match_info["fmt"]))
+    return await serve_feed(request, OVERALL[request.path.rsplit(".", 1)[1]])
 
 
 async def tag_feed(request: web.Request) -> web.StreamResponse:
@@ -387,7 +397,7 @@ def make_app(settings: Settings, *, schedule: bool = True, ingest: bool = True,
     """The service. With schedule=False nothing scans by itself (tests call
     app[INGESTER].scan()); with ingest=False it is a replica serving what
     another process ingests into the same database."""
-    app = web.Application(middlewares=[metrics_middleware, errors_middleware])
+    app = web.Application(middlewares=[errors_middleware])
     service.setup(app, settings, schedule=schedule, ingest=ingest, clock=clock)
     env = aiohttp_jinja2.setup(
         app,
@@ -399,4 +409,8 @@ def make_app(settings: Settings, *, schedule: bool = True, ingest: bool = True,
     env.filters["teaser"] = teaser_text
     for name, handler in HANDLERS.items():
         app.router.add_get(ROUTES[name], handler, name=name)
+    for fmt in FORMATS:
+        # The most polled addresses, also as plain routes: aiohttp finds a
+        # plain path by lookup, a pattern by trying regular expressions.
+        app.router.add_get(feed_path("", fmt), overall_feed)
     return app

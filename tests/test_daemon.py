@@ -148,3 +148,25 @@ def test_systemd_unit_is_ready_to_install(daemon):
     assert str(daemon.seeds) in writable and str(daemon.config.parent / "state") in writable
     user = run(daemon.config, "systemd-unit", "--user").stdout
     assert "WantedBy=default.target" in user and "ProtectHome=read-only" not in user
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_access_log_has_one_line_per_request_unless_switched_off(tmp_path, seed_dir, enabled):
+    daemon = Daemon(tmp_path, seed_dir, f"[log]\naccess = {'true' if enabled else 'false'}\n")
+    daemon.start()
+    try:
+        daemon.ready()
+        for n in range(25):
+            get(f"{daemon.base}/feeds/all.atom?limit={n + 1}")
+        assert daemon.stop() == 0  # the writer thread empties its queue before the process ends
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    lines = [line for line in daemon.log.read_text().splitlines() if "aiohttp.access" in line]
+    feed_lines = [line for line in lines if '"GET /feeds/all.atom?limit=' in line]
+    if not enabled:
+        assert lines == []
+        return
+    assert len(feed_lines) == 25
+    message = feed_lines[0].split(" INFO aiohttp.access: ")[1]
+    assert message.startswith('127.0.0.1 "GET /feeds/all.atom?limit=1 HTTP/1.1" 200 ')
