@@ -3,6 +3,7 @@ the static export folder. Blocking (reads the store): run in a worker thread."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -48,8 +49,9 @@ class FeedSpec:
         """Its name in the export folder, and the seed of its id."""
         return "tags/" + self.joined_tags if self.tags else "all"
 
-    @property
+    @functools.cached_property
     def path(self) -> str:
+        # Asked of every request for a tag feed: made once per spec.
         return feed_path(self.joined_tags, self.fmt)
 
 

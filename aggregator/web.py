@@ -121,8 +121,9 @@ def parse_number(request: web.Request, name: str, default: int, cap: int) -> int
 async def canonical_spec(request: web.Request, fmt: str, raw_tags: str) -> FeedSpec:
     # Kept with the rendered feeds: a cached tag feed, and its 304, is then
     # answered without reading the store.
-    spec = await from_cache(request.app[CACHE], ("spec", fmt, raw_tags),
-                            partial(resolve_spec, request.app[STORAGE], fmt, raw_tags))
+    cache, key = request.app[CACHE], ("spec", fmt, raw_tags)
+    spec = cache.entries.get(key) or await from_cache(cache, key, partial(resolve_spec, request.app[STORAGE],
+                                                                          fmt, raw_tags))
     if spec.path != request.path:
         # Display names and odd case work, but each feed has one address.
         location = spec.path + (f"?{request.query_string}" if request.query_string else "")
@@ -141,10 +142,14 @@ def not_modified(request: web.Request, etags: tuple[str, ...], last_modified: da
     return since is not None and last_modified <= since <= request.app[CLOCK]()
 
 
+# A 304 carries the validators and caching headers of the answer, not its body's.
+NOT_IN_304 = frozenset({"Content-Type", "Content-Encoding"})
+
+
 @functools.lru_cache(maxsize=4096)
 def answer_headers(feed: RenderedFeed, gzipped: bool, since: datetime, cache_control: str
-                   ) -> tuple[dict[str, str], datetime]:
-    """The headers of a feed's answer, and its Last-Modified: made once per
+                   ) -> tuple[dict[str, str], dict[str, str], datetime]:
+    """The headers of a feed's answer and of its 304, and its Last-Modified: made once per
     feed version and representation, not per request. Last-Modified is in
     whole seconds, as the header carries it and as If-Modified-Since is
     compared with it, and never before the settings took effect (`since`)."""
@@ -159,7 +164,7 @@ def answer_headers(feed: RenderedFeed, gzipped: bool, since: datetime, cache_con
     }
     if gzipped:
         headers["Content-Encoding"] = "gzip"
-    return headers, last_modified
+    return headers, {name: value for name, value in headers.items() if name not in NOT_IN_304}, last_modified
 
 
 def accepts_gzip(request: web.Request) -> bool:
@@ -196,15 +201,14 @@ def respond(request: web.Request, feed: RenderedFeed, cache_control: str | None 
     feed may be reused for feeds.max_age_seconds unless told otherwise)."""
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "") and accepts_gzip(request)
     live = request.app[LIVE]
-    headers, last_modified = answer_headers(feed, gzipped, live.since, cache_control or live.feed_cache_control)
+    headers, unchanged, last_modified = answer_headers(feed, gzipped, live.since,
+                                                       cache_control or live.feed_cache_control)
     if not_modified(request, (headers["ETag"], feed.etag), last_modified):
         request.app[METRICS].not_modified.inc()
-        return web.Response(status=304, headers={k: v for k, v in headers.items() if k not in NOT_IN_304})
+        return web.Response(status=304, headers=unchanged)
     return web.Response(body=feed.gzipped if gzipped else feed.body, headers=headers)
 
 
-# A 304 carries the validators and caching headers of the answer, not its body's.
-NOT_IN_304 = frozenset({"Content-Type", "Content-Encoding"})
 # The overall feed of each format, made once: every request for it looks it up.
 OVERALL = {fmt: FeedSpec(fmt) for fmt in FORMATS}
 
