@@ -204,7 +204,7 @@ class QueuedAccessLog(AbstractAccessLogger):
                 batch = [line]
                 while not cls.queue.empty() and (line := cls.queue.get()) is not None:
                     batch.append(line)
-                emit(logger, [access_record(logger, entry) for entry in batch])
+                emit(logger, batch)
                 if line is not None:  # not told to stop: wait for the next request
                     line = cls.queue.get()
 
@@ -217,30 +217,43 @@ ACCESS_LOG_BATCH_SECONDS = 0.1
 wall_clock = time.time
 
 
+ACCESS_MESSAGE = '%s "%s %s HTTP/%d.%d" %d %d %.6fs'
+
+
+def access_message(line: tuple) -> str:
+    _created, remote, method, path, version, status, size, seconds = line
+    return ACCESS_MESSAGE % (remote, method, path, *version, status, size, seconds)
+
+
 def access_record(logger: logging.Logger, line: tuple) -> logging.LogRecord:
-    created, remote, method, path, version, status, size, seconds = line
-    record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, '%s "%s %s HTTP/%d.%d" %d %d %.6fs',
-                               (remote, method, path, *version, status, size, seconds), None)
-    record.created, record.msecs = created, (created % 1) * 1000
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, access_message(line), None, None)
+    record.created = line[0]
+    record.msecs = (line[0] % 1) * 1000
     return record
 
 
-def emit(logger: logging.Logger, records: list[logging.LogRecord]) -> None:
-    """Hand records to the logger's handlers (and its ancestors'): a stream
-    gets the batch in one write."""
+def emit(logger: logging.Logger, lines: list[tuple]) -> None:
+    """Hand access lines to the logger's handlers (and its ancestors'): a
+    stream with our text format gets them made straight into one write;
+    any other handler gets a record each."""
+    records: list[logging.LogRecord] | None = None
     current: logging.Logger | None = logger
     while current is not None:
         for handler in current.handlers:
-            if isinstance(handler, logging.StreamHandler) and type(handler).emit is logging.StreamHandler.emit:
+            if handler.level > logging.INFO:
+                continue
+            if (isinstance(handler, logging.StreamHandler) and type(handler).emit is logging.StreamHandler.emit
+                    and isinstance(handler.formatter, TextFormatter) and not handler.filters):
+                text = "".join(handler.formatter.line(line[0], "INFO", logger.name, access_message(line))
+                               for line in lines)
                 with handler.lock:
-                    handler.stream.write("".join(
-                        handler.format(record) + handler.terminator for record in records
-                        if record.levelno >= handler.level and (not handler.filters or handler.filter(record))))
+                    handler.stream.write(text)
                     handler.flush()
-            else:
-                for record in records:
-                    if record.levelno >= handler.level:
-                        handler.handle(record)
+                continue
+            if records is None:
+                records = [access_record(logger, line) for line in lines]
+            for record in records:
+                handler.handle(record)
         current = current.parent if current.propagate else None
 
 
@@ -340,11 +353,18 @@ class TextFormatter(logging.Formatter):
         self._stamp: tuple[int, str] = (-1, "")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
+        return self.stamp(record.created)
+
+    def stamp(self, created: float) -> str:
+        second = int(created)
         stamp = self._stamp
         if stamp[0] != second:
             stamp = self._stamp = (second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second)))
-        return f"{stamp[1]},{int(record.msecs):03d}"
+        return f"{stamp[1]},{int((created - second) * 1000):03d}"
+
+    def line(self, created: float, level: str, name: str, message: str) -> str:
+        """What format() makes of a record with no exception, from its parts: no record needed."""
+        return f"{self.stamp(created)} {level} {name}: {message}\n"
 
 
 class JsonFormatter(logging.Formatter):
