@@ -14,7 +14,7 @@ from aggregator.service import INGESTER
 from aggregator.storage import Storage
 from aggregator.web import make_app
 
-from helpers import SEEDS, FakeClock, free_port
+from helpers import SEEDS, Daemon, FakeClock, free_port
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -77,6 +77,16 @@ async def client(aiohttp_client, settings, clock):
     client = await aiohttp_client(app)
     await app[INGESTER].scan()
     return client
+
+
+@pytest.fixture
+def daemon(tmp_path, seed_dir) -> Iterator[Daemon]:
+    """`aggregator serve` as a subprocess on a copy of the seeds, killed if a test leaves it running."""
+    running = Daemon(tmp_path, seed_dir)
+    yield running
+    if running.process and running.process.poll() is None:
+        running.process.kill()
+        running.process.wait()
 
 
 @pytest.fixture

@@ -16,15 +16,6 @@ import pytest
 from helpers import TAG_PAGE, Daemon, get, run, wait_for, write_seed
 
 
-@pytest.fixture
-def daemon(tmp_path, seed_dir):
-    running = Daemon(tmp_path, seed_dir)
-    yield running
-    if running.process and running.process.poll() is None:
-        running.process.kill()
-        running.process.wait()
-
-
 def test_dropped_file_shows_in_its_tag_feed_within_two_seconds(daemon):
     daemon.start()
     daemon.ready()
@@ -139,7 +130,7 @@ def test_json_logs_name_the_file_on_every_ingest_line(daemon):
 
 def test_systemd_unit_is_ready_to_install(daemon):
     unit = run(daemon.config, "systemd-unit").stdout
-    for line in ("Type=notify", "Restart=on-failure", "WatchdogSec=30", "NoNewPrivileges=yes",
+    for line in ("Type=notify", "Restart=on-failure", "WatchdogSec=30", "NoNewPrivileges=yes", "LimitNOFILE=65536",
                  "ProtectSystem=strict", "ProtectHome=read-only", "ExecReload=/bin/kill -HUP $MAINPID",
                  f"ExecStart={sys.executable} -m aggregator --config {daemon.config} serve",
                  "WantedBy=multi-user.target"):

@@ -26,7 +26,7 @@ from aggregator.service import CACHE, INGESTER
 from aggregator.storage import Storage
 from aggregator.web import make_app
 
-from helpers import TAG_PAGE, Daemon, get, run, write_seed
+from helpers import TAG_PAGE, get, run, write_seed
 
 
 def tag_page(tag: str, title: str) -> str:
@@ -277,15 +277,6 @@ def test_a_listing_of_many_items_costs_time_in_proportion(storage, settings, tmp
 
 
 # --- stopping in the middle of a huge page -------------------------------------------------
-
-
-@pytest.fixture
-def daemon(tmp_path, seed_dir):
-    running = Daemon(tmp_path, seed_dir)
-    yield running
-    if running.process and running.process.poll() is None:
-        running.process.kill()
-        running.process.wait()
 
 
 def test_sigterm_during_a_huge_page_stops_within_five_seconds_and_keeps_nothing_half(daemon):
