@@ -120,11 +120,13 @@ class Listing:
                     info = entry.stat(follow_symlinks=False)  # one call tells file, folder or link
                 except OSError:
                     continue
-                if stat.S_ISDIR(info.st_mode):
-                    pending.append((entry.path, f"{prefix}{shown_name(entry.name)}/"))
+                name = entry.name if entry.name.isprintable() else shown_name(entry.name)
+                if stat.S_ISREG(info.st_mode):  # nearly every entry: no more work than this
+                    yield SeedFile(entry.path, prefix + name, info.st_size, info.st_mtime_ns)
+                elif stat.S_ISDIR(info.st_mode):
+                    pending.append((entry.path, f"{prefix}{name}/"))
                 else:
-                    yield SeedFile(entry.path, prefix + shown_name(entry.name), info.st_size, info.st_mtime_ns,
-                                   odd_reason(info.st_mode))
+                    yield SeedFile(entry.path, prefix + name, info.st_size, info.st_mtime_ns, odd_reason(info.st_mode))
 
     def is_unseen(self, rel: str) -> bool:
         """Is a stored file below a folder this listing could not read."""

@@ -146,21 +146,28 @@ def not_modified(request: web.Request, etags: tuple[str, ...], last_modified: da
 NOT_IN_304 = frozenset({"Content-Type", "Content-Encoding"})
 
 
-@functools.lru_cache(maxsize=4096)
 def answer_headers(feed: RenderedFeed, gzipped: bool, since: datetime, cache_control: str
                    ) -> tuple[dict[str, str], dict[str, str], datetime]:
+    # Keyed by the feed's validators, not the feed: a feed the cache let go
+    # must not stay in memory for its headers' sake.
+    return _answer_headers(feed.etag, feed.content_type, feed.last_modified, gzipped, since, cache_control)
+
+
+@functools.lru_cache(maxsize=4096)
+def _answer_headers(etag: str, content_type: str, changed: datetime, gzipped: bool, since: datetime,
+                    cache_control: str) -> tuple[dict[str, str], dict[str, str], datetime]:
     """The headers of a feed's answer and of its 304, and its Last-Modified: made once per
     feed version and representation, not per request. Last-Modified is in
     whole seconds, as the header carries it and as If-Modified-Since is
     compared with it, and never before the settings took effect (`since`)."""
-    last_modified = max(feed.last_modified, since).replace(microsecond=0)
+    last_modified = max(changed, since).replace(microsecond=0)
     headers = {
         # Each representation has its own strong validator.
-        "ETag": feed.etag[:-1] + '-gzip"' if gzipped else feed.etag,
+        "ETag": etag[:-1] + '-gzip"' if gzipped else etag,
         "Cache-Control": cache_control,
         "Vary": "Accept-Encoding",
         "Last-Modified": format_datetime(last_modified, usegmt=True),
-        "Content-Type": feed.content_type,
+        "Content-Type": content_type,
     }
     if gzipped:
         headers["Content-Encoding"] = "gzip"

@@ -5,6 +5,7 @@ folder, feeds that always catch up."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from aggregator.cache import FeedCache
 from aggregator.errors import SeedError
 from aggregator.ingest import run_once
 from aggregator.names import MAX_SLUG_CHARS, clean_tag, tag_slug
-from aggregator.publish import rendered
+from aggregator.publish import FeedSpec, rendered
 from aggregator.scheduler import real_folders
 from aggregator.service import CACHE, INGESTER
 from aggregator.storage import Storage
@@ -254,6 +256,18 @@ async def test_many_limits_and_a_large_item_stay_within_the_cache_budget(aiohttp
         assert response.status == 200
         assert cache.size <= settings.feeds_cache_bytes
     assert len(await (await client.get("/feeds/all.atom?limit=31")).read()) > 150_000
+
+
+async def test_a_feed_the_cache_let_go_is_not_kept_alive_elsewhere(client):
+    """Nothing but the cache holds rendered bytes (the headers made for a
+    feed are kept by its validators, not by the feed)."""
+    cache = client.app[CACHE]
+    assert (await client.get("/feeds/all.atom?limit=3")).status == 200
+    (key,) = [key for key in cache.entries if isinstance(key[0], FeedSpec) and key[1:] == (3, 1)]
+    held = weakref.ref(cache.entries[key])
+    cache.invalidate()
+    gc.collect()
+    assert held() is None
 
 
 def test_a_listing_of_many_items_costs_time_in_proportion(storage, settings, tmp_path):
