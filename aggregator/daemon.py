@@ -30,8 +30,10 @@ from aggregator.web import make_app
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 3.0  # in-flight requests get this long; the whole stop stays under 5 s
-# A connection that sends nothing this long is closed, whether it never sent
-# a request or waits between two: idle clients do not hold descriptors for long.
+# A connection that completes no request this long after it opened or after
+# its last answer is closed (aiohttp's keep-alive timer, which partial headers
+# do not reset): idle clients and ones trickling their headers do not hold
+# descriptors for long.
 IDLE_SECONDS = 15.0
 # Descriptors kept for everything but client connections: the store, its
 # log, the seed files being read, the watcher, the export.

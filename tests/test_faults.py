@@ -411,3 +411,26 @@ async def test_a_change_renders_only_the_feeds_whose_entries_changed(client, set
     assert served == (settings.feeds_export_dir / "tags" / "idlib.atom").read_text()
     await ingester.scan()  # nothing changed: nothing rendered
     assert rendered_now[-1] is None
+
+
+def test_a_client_trickling_its_headers_is_closed(daemon):
+    """No request ever completes: the idle timer, which no partial header
+    resets, closes the connection (slowloris holds no descriptor for long)."""
+    daemon.start()
+    daemon.ready()
+    with socket.create_connection(("127.0.0.1", daemon.port)) as trickler:
+        trickler.sendall(b"GET /feeds/all.atom HTTP/1.1\r\n")
+        trickler.settimeout(1)
+        closed = False
+        for n in range(40):  # a header line a second, for at most 40 s
+            try:
+                trickler.sendall(f"X-Trickle-{n}: 1\r\n".encode())
+                closed = trickler.recv(100) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+        assert closed, "a connection that never finished its headers was kept open"
+    assert daemon.stop() == 0
