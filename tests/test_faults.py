@@ -28,7 +28,7 @@ from aggregator.service import CACHE, INGESTER
 from aggregator.storage import Storage
 from aggregator.web import make_app
 
-from helpers import TAG_PAGE, get, run, write_seed
+from helpers import TAG_PAGE, Daemon, get, run, write_seed
 
 
 def tag_page(tag: str, title: str) -> str:
@@ -434,3 +434,30 @@ def test_a_client_trickling_its_headers_is_closed(daemon):
                 break
         assert closed, "a connection that never finished its headers was kept open"
     assert daemon.stop() == 0
+
+
+def vm_rss_mb(pid: int) -> float:
+    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_the_served_process_stays_within_the_cache_budget_whatever_limits_are_asked(tmp_path, seed_dir):
+    """RSS, not just the cache's own count: 300 distinct ?limit= values of a
+    feed holding a 150 KB item (each answer 150-300 KB, and its gzip) grow
+    the process by less than the budget and a fixed overhead."""
+    daemon = Daemon(tmp_path, seed_dir)
+    daemon.config.write_text(daemon.config.read_text().replace("[feeds]\n", "[feeds]\ncache_bytes = 2097152\n"))
+    write_seed(seed_dir, "040_long.txt", "A very long article\n\n"
+               + "\n\n".join(f"Paragraph {n} " + "word " * 40 for n in range(700)), minute=59)
+    daemon.start()
+    try:
+        daemon.ready()
+        for limit in range(1, 21):  # the allocator's arenas and the renderer's first use
+            get(f"{daemon.base}/feeds/all.atom?limit={limit}", 30)
+        before = vm_rss_mb(daemon.process.pid)
+        for limit in range(21, 321):
+            get(f"{daemon.base}/feeds/all.atom?limit={limit}", 30)
+        grown = vm_rss_mb(daemon.process.pid) - before
+        assert grown < 2 + 20, f"RSS grew {grown:.0f} MB"  # the budget, and 20 MB for the rest
+    finally:
+        daemon.stop()
