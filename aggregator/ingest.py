@@ -211,7 +211,7 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
             break
         try:
             previous = known.get(seed.rel)
-            read_before = is_settled(previous) and previous.status == FileStatus.OK
+            read_before = previous is not None and previous.status == FileStatus.OK
             known_sha = storage.content_hash(seed.rel) if is_settled(previous) else None
             result = scan_file(storage, seed, known_sha, clock, max_file_bytes,
                                previous.size if read_before else 0)

@@ -22,7 +22,7 @@ from aggregator.errors import first_line
 from aggregator.ingest import run_once
 from aggregator.model import ScanReport
 from aggregator.publish import FeedSpec, RenderedFeed, render_all, write_feeds
-from aggregator.seeds import is_ignored
+from aggregator.seeds import Listing, is_ignored
 from aggregator.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -185,20 +185,14 @@ def reschedule(scheduler: AsyncIOScheduler, interval_seconds: int) -> None:
     scheduler.reschedule_job("scan", trigger="interval", seconds=interval_seconds)
 
 
-def real_folders(folder: Path) -> list[str]:
-    """The folder and every folder below it, not through symbolic links: what
-    the watcher watches. (watchfiles' recursive mode follows links: a link to
-    /usr would cost tens of thousands of inotify watches.)"""
-    found, pending = [], [str(folder)]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        try:
-            with os.scandir(current) as entries:
-                pending.extend(entry.path for entry in entries if entry.is_dir(follow_symlinks=False))
-        except OSError:
-            continue  # unreadable: the interval scan still covers what it can list
-    return found
+def watched_folders(folder: Path, ignore: tuple[str, ...]) -> list[str]:
+    """The folders a scan reads, not through symbolic links: what the watcher
+    watches, each on its own (watchfiles' recursive mode follows links: a link
+    to /usr would cost tens of thousands of inotify watches)."""
+    listing = Listing(folder, ignore)
+    for _ in listing:
+        pass
+    return listing.folders
 
 
 async def watch(ingester: Ingester, stop: asyncio.Event) -> None:
@@ -210,7 +204,7 @@ async def watch(ingester: Ingester, stop: asyncio.Event) -> None:
 
     try:
         while not stop.is_set():
-            folders = real_folders(folder)
+            folders = watched_folders(folder, ingester.settings.seeds_ignore)
             async for changes in awatch(*folders, watch_filter=wanted, debounce=200, step=50, stop_event=stop,
                                         recursive=False, ignore_permission_denied=True):
                 log.debug("%d changes in %s", len(changes), folder)

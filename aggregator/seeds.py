@@ -99,6 +99,7 @@ class Listing:
         self.folder = folder
         self.ignore = ignore
         self.unlisted: list[str] = []  # "/"-terminated names of folders that could not be read
+        self.folders: list[str] = []  # every folder listed, the seed folder first (what the watcher watches)
 
     def __iter__(self) -> Iterator[SeedFile]:
         pending = [(str(self.folder), "")]  # (folder, its name relative to the seed folder with a "/")
@@ -113,6 +114,7 @@ class Listing:
                                     FileStatus.FAILED) from error
                 self.unlisted.append(prefix)  # removed or unreadable mid-scan; the next scan looks again
                 continue
+            self.folders.append(current)
             for entry in entries:
                 if ignored is not None and ignored.match(entry.name):
                     continue
@@ -131,11 +133,6 @@ class Listing:
     def is_unseen(self, rel: str) -> bool:
         """Is a stored file below a folder this listing could not read."""
         return rel.startswith(tuple(self.unlisted))
-
-
-def seed_files(folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE) -> Iterator[SeedFile]:
-    """The regular files below the folder."""
-    return (seed for seed in Listing(folder, ignore) if seed.odd is None)
 
 
 def read_seed(seed: SeedFile, max_bytes: int) -> bytes:

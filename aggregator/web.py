@@ -121,9 +121,8 @@ def parse_number(request: web.Request, name: str, default: int, cap: int) -> int
 async def canonical_spec(request: web.Request, fmt: str, raw_tags: str) -> FeedSpec:
     # Kept with the rendered feeds: a cached tag feed, and its 304, is then
     # answered without reading the store.
-    cache, key = request.app[CACHE], ("spec", fmt, raw_tags)
-    spec = cache.entries.get(key) or await from_cache(cache, key, partial(resolve_spec, request.app[STORAGE],
-                                                                          fmt, raw_tags))
+    spec = await from_cache(request.app[CACHE], ("spec", fmt, raw_tags),
+                            partial(resolve_spec, request.app[STORAGE], fmt, raw_tags))
     if spec.path != request.path:
         # Display names and odd case work, but each feed has one address.
         location = spec.path + (f"?{request.query_string}" if request.query_string else "")
@@ -193,14 +192,16 @@ async def from_cache(cache: FeedCache, key: Hashable, make: Callable[[], Any]) -
     return value
 
 
-async def cached(request: web.Request, key: Hashable, render: Callable[[], RenderedFeed]) -> RenderedFeed:
-    """Rendered bytes from the cache, or rendered now in a worker thread."""
+async def cached(request: web.Request, key: Hashable, render: Callable[..., RenderedFeed],
+                 *args: Any) -> RenderedFeed:
+    """Rendered bytes from the cache, or `render(*args)` now in a worker thread."""
     cache = request.app[CACHE]
-    if key in cache.entries:
+    feed = cache.entries.get(key)
+    if feed is not None:  # what nearly every request finds
         cache.hits += 1
-    else:
-        cache.misses += 1
-    return await from_cache(cache, key, render)
+        return feed
+    cache.misses += 1
+    return await from_cache(cache, key, partial(render, *args))
 
 
 def respond(request: web.Request, feed: RenderedFeed, cache_control: str | None = None) -> web.Response:
@@ -227,12 +228,7 @@ async def serve_feed(request: web.Request, spec: FeedSpec) -> web.StreamResponse
         page = parse_number(request, "page", 1, MAX_PAGE)
     else:  # what pollers ask for
         limit, page = settings.feeds_limit, 1
-    cache, key = request.app[CACHE], (spec, limit, page)
-    feed = cache.entries.get(key)
-    if feed is not None:  # the common case, answered without a wait
-        cache.hits += 1
-    else:
-        feed = await cached(request, key, partial(render_feed, request.app[STORAGE], settings, spec, limit, page))
+    feed = await cached(request, (spec, limit, page), render_feed, request.app[STORAGE], settings, spec, limit, page)
     return respond(request, feed)
 
 

@@ -8,7 +8,7 @@ import sqlalchemy
 from aggregator import dedupe
 from aggregator.ingest import candidates, run_once, scan_file
 from aggregator.read import read_page
-from aggregator.seeds import seed_files
+from aggregator.seeds import Listing
 from aggregator.storage import KEYS_PER_QUERY, MAX_ITEMS_PER_KEY, Storage
 
 from helpers import both_databases, seed_page, write_seed
@@ -182,7 +182,7 @@ def test_a_good_file_turning_bad_loses_nothing(storage, settings, clock):
 @both_databases
 def test_file_vanishing_before_it_is_read_fails_then_recovers(storage, settings, clock):
     path = write_seed(settings.seeds_dir, "late.txt", "A late title\n\nThe body of a late story.")
-    [seed] = [s for s in seed_files(settings.seeds_dir) if s.rel == "late.txt"]
+    [seed] = [s for s in Listing(settings.seeds_dir) if s.rel == "late.txt"]
     moved = path.rename(settings.seeds_dir.parent / "late.txt")
     result = scan_file(storage, seed, None, clock)
     assert result.status == "failed" and result.reason.startswith("cannot read file")
