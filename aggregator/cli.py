@@ -25,6 +25,7 @@ from aggregator.ingest import run_once
 from aggregator.model import FileStatus, ScanReport, StoredItem
 from aggregator.names import counted
 from aggregator.publish import export_feeds
+from aggregator.search import BadQuery, parse_query
 from aggregator.storage import Storage, missing_database
 
 T = TypeVar("T")
@@ -196,16 +197,30 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_items(settings: Settings, args: argparse.Namespace) -> int:
-    items = from_store(settings, Storage.all_items)
-    if args.json:
+def print_items(items: list[StoredItem], as_json: bool) -> None:
+    if as_json:
         json.dump([item_json(i) for i in items], sys.stdout, ensure_ascii=False, indent=2)
         print()
     else:
         for item in items:
             tags = ", ".join(t.name for t in item.tags)
             print(f"{item.published:%Y-%m-%d}  {item.key}  {item.title}" + (f"  [{tags}]" if tags else ""))
+
+
+def cmd_items(settings: Settings, args: argparse.Namespace) -> int:
+    print_items(from_store(settings, Storage.all_items), args.json)
     return 0
+
+
+def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        query = parse_query(args.query)
+    except BadQuery as error:  # 2, as grep: a query that cannot be read is no "nothing found"
+        print(f"aggregator: {error}", file=sys.stderr)
+        return 2
+    found = from_store(settings, lambda storage: storage.search(query, args.limit, by_rank=args.sort == "rank"))
+    print_items(found, args.json)
+    return 0 if found else 1  # as grep: a script can tell "nothing" from "something"
 
 
 def cmd_tags(settings: Settings, args: argparse.Namespace) -> int:
@@ -269,6 +284,16 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_LISTED = 100_000
+
+
+def positive(text: str) -> int:
+    """A count from 1 up, for argparse: anything else is a usage error naming the value."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_LISTED):
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_LISTED}, got {text!r}")
+    return int(text)
+
+
 def common_options(default: object) -> argparse.ArgumentParser:
     """--config and --log-format, taken before or after the command. After it
     they default to nothing, so a value given before is kept."""
@@ -307,6 +332,13 @@ def parser() -> argparse.ArgumentParser:
         "--user", action="store_true", help="a user service (systemctl --user) instead of a system one")
     add("ingest", cmd_ingest, "scan the seed folder once and report what changed")
     add("items", cmd_items, "list stored items").add_argument("--json", action="store_true")
+    search = add("search", cmd_search, "list the items a query finds, newest first "
+                 "(exit 1 when none does); the query language is the search page's")
+    search.add_argument("query", help='e.g. \'idlib -assad\', \'"no-fly zone"\', \'tag:idlib since:2025-03-01\'')
+    search.add_argument("--json", action="store_true", help="as `items --json`")
+    search.add_argument("--limit", type=positive, default=50, help="at most this many items (default 50)")
+    search.add_argument("--sort", choices=("newest", "rank"), default="newest",
+                        help="newest first (default), or best first (a title match first)")
     add("tags", cmd_tags, "list tags with their slugs and item counts").add_argument(
         "--json", action="store_true")
     add("sources", cmd_sources, "list seed files with their status").add_argument(

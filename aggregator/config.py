@@ -16,6 +16,9 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from aggregator.errors import ConfigError, StorageError
+from aggregator.model import SavedSearch
+from aggregator.names import tag_slug
+from aggregator.search import BadQuery, parse_query
 from aggregator.seeds import DEFAULT_IGNORE
 from aggregator.storage.engine import database_url
 
@@ -60,10 +63,35 @@ def _log_level(value: str) -> str | None:
     return None if value.lower() in levels else f"must be one of {', '.join(levels)}"
 
 
+MAX_SAVED_SEARCHES = 100
+
+
+def _saved_searches(value: list[dict[str, Any]]) -> str | None:
+    if len(value) > MAX_SAVED_SEARCHES:
+        return f"at most {MAX_SAVED_SEARCHES} saved searches, got {len(value)}"
+    names, queries = set(), set()
+    for n, search in enumerate(value, 1):
+        if set(search) != {"name", "q"} or not all(isinstance(v, str) for v in search.values()):
+            return f"search {n} must have a name and a q, both strings, and nothing else"
+        if not search["name"].strip() or len(search["name"]) > 100 or _plain_text(search["name"]):
+            return f"search {n}: name must be 1 to 100 characters of plain text"
+        try:
+            query = parse_query(search["q"])
+        except BadQuery as error:
+            return f"search {n} ({search['name']!r}): q: {error}"
+        if tag_slug(search["name"]) in names:
+            return f"search {n}: another search has the name {search['name']!r}"
+        if query.text in queries:
+            return f"search {n} ({search['name']!r}): another search has the same q"
+        names.add(tag_slug(search["name"]))
+        queries.add(query.text)
+    return None
+
+
 @dataclass(frozen=True)
 class Option:
     key: str  # "section.name"
-    type: str  # "str", "int", "float", "bool", "path", "globs", "url"
+    type: str  # "str", "int", "float", "bool", "path", "globs", "url", "searches"
     default: Any
     help: str
     check: Callable[[Any], str | None] | None = None
@@ -77,6 +105,9 @@ DAY = 86_400
 MB = 1024 * 1024
 
 OPTIONS: tuple[Option, ...] = (
+    Option("searches", "searches", [],
+           "Saved searches, as [[searches]] tables with a name and a q: each is in the OPML and "
+           "written to {feeds.export_dir}/searches/.", _saved_searches),
     Option("seeds.dir", "path", "seeds", "Folder of saved page text files to watch."),
     Option("seeds.interval_seconds", "int", 60,
            "Seconds between scheduled scans of the seed folder.", _between(1, 7 * DAY)),
@@ -126,6 +157,7 @@ OPTIONS: tuple[Option, ...] = (
 
 @dataclass(frozen=True)
 class Settings:
+    searches: tuple[SavedSearch, ...]
     seeds_dir: Path
     seeds_interval_seconds: int
     seeds_ignore: tuple[str, ...]
@@ -177,6 +209,10 @@ def _check_type(option: Option, value: Any) -> str | None:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return None
         return "expected a list of strings"
+    if option.type == "searches":
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            return None
+        return "expected [[searches]] tables, each with a name and a q"
     kind, name = expected[option.type]
     if isinstance(value, bool) or not isinstance(value, kind):
         return f"expected {name}, got {value!r}"
@@ -188,6 +224,9 @@ def _resolve(option: Option, value: Any, base: Path) -> Any:
         return (base / Path(value).expanduser()).resolve()
     if option.type == "globs":
         return tuple(value)
+    if option.type == "searches":
+        return tuple(SavedSearch(name=s["name"].strip(), q=parse_query(s["q"]).text, slug=tag_slug(s["name"]))
+                     for s in value)
     if option.type == "float":
         return float(value)
     if option.type == "url":

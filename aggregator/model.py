@@ -52,6 +52,15 @@ class HasText:
 
 
 @dataclass(frozen=True)
+class SavedSearch:
+    """A search named in config.toml: in the OPML, and exported as feeds/searches/{slug}.{format}."""
+
+    name: str
+    q: str  # as parse_query reads it
+    slug: str
+
+
+@dataclass(frozen=True)
 class Tag:
     name: str  # display name, as first seen
     slug: str  # lowercase ASCII, used in feed URLs

@@ -10,9 +10,10 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 from aggregator.config import Settings
 from aggregator.errors import BadRequest, NotFound
@@ -25,8 +26,9 @@ from aggregator.render import (
     render,
     render_opml,
 )
+from aggregator.search import parse_query
 from aggregator.storage import Storage
-from aggregator.urls import Urls, feed_path
+from aggregator.urls import Urls, feed_path, path
 
 MAX_TAGS_PER_FEED = 20
 FEED_NAMESPACE = uuid.UUID("0b7d3f0e-5a41-4c1e-8f53-2f4f8f6c9a11")
@@ -34,11 +36,15 @@ FEED_NAMESPACE = uuid.UUID("0b7d3f0e-5a41-4c1e-8f53-2f4f8f6c9a11")
 
 @dataclass(frozen=True)
 class FeedSpec:
-    """One feed: all items, or the items of one or more tags."""
+    """One feed: all items, the items of one or more tags, or those a search finds."""
 
     fmt: str  # "rss", "atom" or "json"
     tags: tuple[str, ...] = ()  # slugs
     match_all: bool = False  # with several tags: items with all of them (else any)
+    q: str = ""  # a search query, as parse_query reads it
+    # A saved search's file name in the export folder. Not part of the feed:
+    # served at its query's address, a saved search is that feed, and shares its cache.
+    saved_as: str = field(default="", compare=False)
 
     @property
     def joined_tags(self) -> str:
@@ -46,13 +52,20 @@ class FeedSpec:
 
     @property
     def name(self) -> str:
-        """Its name in the export folder, and the seed of its id."""
+        """Its name in the export folder."""
+        if self.q:
+            return "searches/" + self.saved_as
         return "tags/" + self.joined_tags if self.tags else "all"
+
+    @property
+    def identity(self) -> str:
+        """What its id is made from: a search is its query, wherever it is written."""
+        return "search?" + urlencode({"q": self.q}) if self.q else self.name
 
     @functools.cached_property
     def path(self) -> str:
         # Asked of every request for a tag feed: made once per spec.
-        return feed_path(self.joined_tags, self.fmt)
+        return path("search_feed", fmt=self.fmt) if self.q else feed_path(self.joined_tags, self.fmt)
 
 
 @dataclass(frozen=True, eq=False)  # one object per render: compared and hashed by identity, not by its bytes
@@ -64,18 +77,20 @@ class RenderedFeed:
     content_type: str
 
 
-def feed_query(settings: Settings, limit: int, page: int) -> str:
-    """The query string of one page of a feed; empty for the default first page."""
-    params = []
+def feed_query(settings: Settings, limit: int, page: int, q: str = "") -> str:
+    """The query string of one page of a feed; empty for the default first page of a feed that is no search."""
+    params: dict[str, object] = {"q": q} if q else {}
     if limit != settings.feeds_limit:
-        params.append(f"limit={limit}")
+        params["limit"] = limit
     if page > 1:
-        params.append(f"page={page}")
-    return "?" + "&".join(params) if params else ""
+        params["page"] = page
+    return "?" + urlencode(params) if params else ""
 
 
-def feed_title(settings: Settings, tags: Sequence[Tag] = (), match_all: bool = False) -> str:
-    """"News: Idlib" for a tag's feed; "News: Idlib | Assad" for either tag."""
+def feed_title(settings: Settings, tags: Sequence[Tag] = (), match_all: bool = False, q: str = "") -> str:
+    """"News: Idlib" for a tag's feed; "News: Idlib | Assad" for either tag; "News: “idlib -assad”" for a search."""
+    if q:
+        return f"{settings.feeds_title}: “{q}”"
     if not tags:
         return settings.feeds_title
     return f"{settings.feeds_title}: " + (" & " if match_all else " | ").join(t.name for t in tags)
@@ -85,22 +100,26 @@ def feed_info(settings: Settings, spec: FeedSpec, tags: list[Tag], updated: date
               page: int = 1, has_next: bool = False) -> FeedInfo:
     urls = Urls(settings.base_url)
     limit = limit or settings.feeds_limit
-    title = feed_title(settings, tags, spec.match_all)
-    html_url = urls.tag_page(tags[0].slug) if len(tags) == 1 else urls.index()
+    title = feed_title(settings, tags, spec.match_all, spec.q)
+    html_url = urls.index()
+    if spec.q:
+        html_url = urls.search_page(spec.q)
+    elif len(tags) == 1:
+        html_url = urls.tag_page(tags[0].slug)
     url = urls.base + spec.path
     pages = {}
     if page > 1 or has_next:  # RFC 5005 paged feed: newest first, "next" is older
-        pages["first"] = url + feed_query(settings, limit, 1)
+        pages["first"] = url + feed_query(settings, limit, 1, spec.q)
     if page > 1:
-        pages["previous"] = url + feed_query(settings, limit, page - 1)
+        pages["previous"] = url + feed_query(settings, limit, page - 1, spec.q)
     if has_next:
-        pages["next"] = url + feed_query(settings, limit, page + 1)
+        pages["next"] = url + feed_query(settings, limit, page + 1, spec.q)
     return FeedInfo(
-        id=uuid.uuid5(FEED_NAMESPACE, spec.name).urn,
+        id=uuid.uuid5(FEED_NAMESPACE, spec.identity).urn,
         title=title,
         subtitle=settings.feeds_description,
         language=settings.feeds_language,
-        self_url=url + feed_query(settings, limit, page),
+        self_url=url + feed_query(settings, limit, page, spec.q),
         html_url=html_url,
         urls=urls,
         updated=updated,
@@ -154,11 +173,17 @@ def render_feed(storage: Storage, settings: Settings, spec: FeedSpec, limit: int
                 page: int = 1) -> RenderedFeed:
     """One page of a feed as served. `spec.tags` must be canonical slugs."""
     tags = resolve_tags(storage, spec.tags)
-    items = storage.newest_items(limit + 1, (page - 1) * limit, spec.tags, spec.match_all)
+    if spec.q:
+        items = storage.search(parse_query(spec.q), limit + 1, (page - 1) * limit)
+    else:
+        items = storage.newest_items(limit + 1, (page - 1) * limit, spec.tags, spec.match_all)
     has_next, items = len(items) > limit, items[:limit]
     if page > 1 and not items:
         raise NotFound(f"{spec.path} has no page {page}")
-    if page > 1:
+    if spec.q:
+        # Any change to any item may add a match or take one away.
+        updated = storage.data_changed_at()
+    elif page > 1:
         updated = storage.changed_through(page * limit, spec.tags, spec.match_all)
     else:
         updated = max((item.updated for item in items), default=None)
@@ -174,14 +199,21 @@ def render_subscriptions(storage: Storage, settings: Settings) -> RenderedFeed:
     for tag, _count in storage.tags():
         subs.append(Subscription(feed_title(settings, [tag]),
                                  urls.feed("atom", tag.slug), urls.tag_page(tag.slug)))
+    for saved in settings.searches:
+        subs.append(Subscription(f"{settings.feeds_title}: {saved.name}",
+                                 urls.search_feed("atom", saved.q), urls.search_page(saved.q)))
     return rendered(render_opml(settings.feeds_title, subs), storage.data_changed_at(), OPML_TYPE)
 
 
-def all_feed_specs(storage: Storage) -> list[FeedSpec]:
+def saved_search_specs(settings: Settings) -> list[FeedSpec]:
+    return [FeedSpec(fmt, q=saved.q, saved_as=saved.slug) for saved in settings.searches for fmt in FORMATS]
+
+
+def all_feed_specs(storage: Storage, settings: Settings) -> list[FeedSpec]:
     specs = [FeedSpec(fmt) for fmt in FORMATS]
     for tag, _count in storage.tags():
         specs.extend(FeedSpec(fmt, (tag.slug,)) for fmt in FORMATS)
-    return specs
+    return specs + saved_search_specs(settings)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -202,12 +234,14 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def render_all(storage: Storage, settings: Settings, tag_slugs: Iterable[str] | None = None
                ) -> dict[FeedSpec, RenderedFeed]:
-    """Every feed (overall and per tag, each format) as served by default; or,
-    given tag slugs, the overall feeds and the feeds of those tags only."""
+    """Every feed (overall, per tag and per saved search, each format) as
+    served by default; or, given tag slugs, the overall feeds, the feeds of
+    those tags and the saved searches (any change may change what they find)."""
     if tag_slugs is None:
-        specs = all_feed_specs(storage)
+        specs = all_feed_specs(storage, settings)
     else:
         specs = [FeedSpec(fmt, tags) for tags in [(), *((slug,) for slug in sorted(tag_slugs))] for fmt in FORMATS]
+        specs += saved_search_specs(settings)
     return {spec: render_feed(storage, settings, spec, settings.feeds_limit) for spec in specs}
 
 

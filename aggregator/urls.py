@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aggregator.render import FORMATS
 
@@ -20,6 +20,8 @@ ROUTES = {
     "item_page": "/items/{key}",
     "overall_feed": f"/feeds/all.{FORMAT}",
     "tag_feed": f"/feeds/tags/{{tags}}.{FORMAT}",
+    "search_feed": f"/feeds/search.{FORMAT}",
+    "search_page": "/search",
     "subscriptions": "/feeds.opml",
     "healthz": "/healthz",
     "readyz": "/readyz",
@@ -63,6 +65,15 @@ class Urls:
 
     def feed(self, fmt: str, tags: str = "", query: str = "") -> str:
         return self.base + feed_path(tags, fmt) + query
+
+    def search_page(self, q: str = "", **params: object) -> str:
+        """The search page, for the query and any other parameters (sort, page) given."""
+        query = urlencode({"q": q, **params}) if q else ""
+        return self.base + path("search_page") + (f"?{query}" if query else "")
+
+    def search_feed(self, fmt: str, q: str, query: str = "") -> str:
+        """The feed of a search; `query` holds its other parameters ("&limit=5")."""
+        return self.base + path("search_feed", fmt=fmt) + "?" + urlencode({"q": q}) + query
 
     def subscriptions(self) -> str:
         return self.base + path("subscriptions")

@@ -34,6 +34,7 @@ from aggregator.publish import (
     resolve_spec,
 )
 from aggregator.render import FORMAT_NAMES, FORMATS, teaser_text, text_to_html
+from aggregator.search import BadQuery, SearchQuery, excerpt, highlight, parse_query
 from aggregator.service import CACHE, CLOCK, INGESTER, LIVE, METRICS, STORAGE, in_thread, settings_of
 from aggregator.urls import ROUTES, Urls, feed_path
 
@@ -55,7 +56,7 @@ def status_of(error: AggregatorError) -> int:
 
 # Addresses for people; any other (feeds, the OPML, health and status) is
 # for programs, and its errors stay plain text.
-PAGE_ROUTES = frozenset({"index", "tag_page", "item_page"})
+PAGE_ROUTES = frozenset({"index", "tag_page", "item_page", "search_page"})
 
 
 def is_for_people(request: web.Request) -> bool:
@@ -246,14 +247,32 @@ async def tag_feed(request: web.Request) -> web.StreamResponse:
     return await serve_feed(request, spec)
 
 
+# Pollers of a search ask for it again and again: it is read once.
+read_query = functools.lru_cache(maxsize=1024)(parse_query)
+
+
+def search_query(request: web.Request) -> SearchQuery | None:
+    """The query of ?q=, or None when there is none; BadQuery when it cannot be read."""
+    q = request.query.get("q", "")
+    return read_query(q) if q.strip() else None
+
+
+async def search_feed(request: web.Request) -> web.StreamResponse:
+    query = search_query(request)
+    if query is None:
+        raise BadRequest(f"a search feed needs a query: {request.path}?q=words")
+    return await serve_feed(request, FeedSpec(request.match_info["fmt"], q=query.text))
+
+
 # --- pages for people --------------------------------------------------------
 
 
-def feed_links(urls: Urls, title: str, tags: str = "") -> list[dict[str, str]]:
+def feed_links(urls: Urls, title: str, tags: str = "", q: str = "") -> list[dict[str, str]]:
     """A feed in every format, for autodiscovery and links: its address, type
-    and title ("News: Idlib (Atom)")."""
+    and title ("News: Idlib (Atom)"). The overall feed, a tag feed, or a search's."""
     return [{"fmt": fmt, "name": FORMAT_NAMES[fmt], "type": FORMATS[fmt].split(";")[0],
-             "href": urls.feed(fmt, tags), "title": f"{title} ({FORMAT_NAMES[fmt]})"} for fmt in FORMATS]
+             "href": urls.search_feed(fmt, q) if q else urls.feed(fmt, tags),
+             "title": f"{title} ({FORMAT_NAMES[fmt]})"} for fmt in FORMATS]
 
 
 def page(settings: Settings, **values: Any) -> dict[str, Any]:
@@ -330,6 +349,52 @@ async def item_page(request: web.Request) -> web.StreamResponse:
     return await serve_page(request, ("item", key), make)
 
 
+SORTS = ("newest", "rank")
+
+
+def found_item(item, wanted: frozenset[str]) -> dict[str, Any]:
+    """A search result as the page shows it: the title and an excerpt around
+    the first match, the words looked for highlighted, all else escaped."""
+    text = item.content or item.summary or ""
+    return {"item": item, "title": highlight(item.title, wanted), "excerpt": highlight(excerpt(text, wanted), wanted)}
+
+
+async def search_page(request: web.Request) -> web.StreamResponse:
+    settings, storage, urls = settings_of(request.app), request.app[STORAGE], Urls(settings_of(request.app).base_url)
+    raw = request.query.get("q", "")
+    sort = request.query.get("sort", "newest")
+    if sort not in SORTS:
+        raise BadRequest(f"sort must be one of {', '.join(SORTS)}, got {sort[:40]!r}")
+    number = parse_number(request, "page", 1, MAX_PAGE)
+    try:
+        query = search_query(request)
+    except BadQuery as error:
+        values = page(settings, title=f"Search: {settings.feeds_title}", q=raw, error=str(error), feeds=[])
+        return aiohttp_jinja2.render_template("search.html", request, values, status=400)
+    if query is None:
+        values = page(settings, title=f"Search: {settings.feeds_title}", q="", feeds=[])
+        return aiohttp_jinja2.render_template("search.html", request, values)
+    limit = settings.feeds_limit
+
+    def make() -> tuple[str, dict[str, Any], datetime]:
+        found = storage.search(query, limit + 1, (number - 1) * limit, by_rank=sort == "rank")
+        if number > 1 and not found:
+            raise NotFound(f"the search has no page {number}")
+        title = feed_title(settings, q=query.text)
+        links = {"sort": {other: urls.search_page(query.text, sort=other) for other in SORTS}}
+        if number > 1:
+            links["previous"] = urls.search_page(query.text, sort=sort, page=number - 1)
+        if len(found) > limit:
+            links["next"] = urls.search_page(query.text, sort=sort, page=number + 1)
+        values = page(settings, title=title, q=query.text, sort=sort, number=number, links=links,
+                      total=storage.search_count(query), start=(number - 1) * limit,
+                      results=[found_item(item, query.wanted_words) for item in found[:limit]],
+                      feeds=feed_links(urls, title, q=query.text))
+        return "search.html", values, storage.data_changed_at()
+
+    return await serve_page(request, ("search", query.text, sort, number), make)
+
+
 # --- health, readiness, metrics ---------------------------------------------------
 
 
@@ -387,6 +452,8 @@ async def status(request: web.Request) -> web.Response:
 HANDLERS: dict[str, Handler] = {
     "overall_feed": overall_feed,
     "tag_feed": tag_feed,
+    "search_feed": search_feed,
+    "search_page": search_page,
     "subscriptions": subscriptions,
     "healthz": healthz,
     "readyz": readyz,

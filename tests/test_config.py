@@ -19,7 +19,7 @@ def test_shipped_config_documents_every_key_with_its_default():
     assert set(values) == {o.key for o in OPTIONS}
     for option in OPTIONS:
         assert values[option.key] == option.default, option.key
-        name = option.key.split(".")[1]
+        name = option.key.split(".")[-1]
         comment = re.search(rf"((?:#.*\n)+){name} =", text)
         assert comment, f"{option.key} has no comment in config.toml"
 

@@ -1,15 +1,20 @@
 """Everything specific to PostgreSQL: engine options, the advisory lock of
-the one ingester, insert-if-absent. PostgreSQL checkpoints on its own."""
+the one ingester, insert-if-absent, the full-text search index.
+PostgreSQL checkpoints on its own."""
 
 from __future__ import annotations
 
-from sqlalchemy import Table, create_engine, func, select
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import Select, Table, bindparam, column, create_engine, func, literal_column, select, table, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.selectable import Subquery
 
 from aggregator.errors import StorageError
+from aggregator.search import SearchDocument
 from aggregator.storage.engine import IngestLock, reason_of
 
 # Arbitrary, fixed: the advisory lock only one ingester may hold.
@@ -53,3 +58,59 @@ def ingest_lock(engine: Engine) -> IngestLock:
 
 def checkpointer(engine: Engine) -> None:
     return None
+
+
+# --- the search index: a tsvector column on the items, with a GIN index -------
+
+ITEMS = table("items", column("id"), column("search_vector"))
+CONFIG = literal_column("'simple'")  # the words come folded and split already: no stemming, no stop words
+
+
+def create_index(connection: Connection) -> None:
+    connection.exec_driver_sql("ALTER TABLE items ADD COLUMN search_vector tsvector")
+    connection.exec_driver_sql("CREATE INDEX ix_items_search ON items USING gin (search_vector)")
+
+
+def unindex(connection: Connection, ids: Sequence[int]) -> None:
+    pass  # the vector goes with its item
+
+
+def _weighted(name: str, weight: str):
+    return func.setweight(func.to_tsvector(CONFIG, bindparam(name)), literal_column(f"'{weight}'"))
+
+
+def index(connection: Connection, documents: Mapping[int, SearchDocument]) -> None:
+    # ts_rank weighs A (the title) most, then B (tags), then D (the text).
+    vector = _weighted("title", "A").op("||")(_weighted("tags", "B")).op("||")(_weighted("body", "D"))
+    if documents:
+        connection.execute(update(ITEMS).where(ITEMS.c.id == bindparam("item_id")).values(search_vector=vector),
+                           [{"item_id": item_id, "title": doc.title, "tags": doc.tags, "body": doc.body}
+                            for item_id, doc in documents.items()])
+
+
+def _tsquery(clauses: Sequence[Sequence[tuple[str, ...]]]):
+    """Each phrase a bound value given to phraseto_tsquery, combined with the
+    tsquery operators: nothing a person typed is read as query syntax."""
+    def phrase(words: tuple[str, ...]):
+        return func.phraseto_tsquery(CONFIG, " ".join(words))
+
+    def either(clause):
+        query = phrase(clause[0])
+        for other in clause[1:]:
+            query = query.op("||")(phrase(other))
+        return query
+
+    query = either(clauses[0])
+    for clause in clauses[1:]:
+        query = query.op("&&")(either(clause))
+    return query
+
+
+def text_ids(clauses: Sequence[Sequence[tuple[str, ...]]]) -> Select:
+    return select(ITEMS.c.id).where(ITEMS.c.search_vector.op("@@")(_tsquery(clauses)))
+
+
+def text_ranks(clauses: Sequence[Sequence[tuple[str, ...]]]) -> Subquery:
+    query = _tsquery(clauses)
+    return (select(ITEMS.c.id.label("item_id"), (-func.ts_rank(ITEMS.c.search_vector, query)).label("rank"))
+            .where(ITEMS.c.search_vector.op("@@")(query)).subquery())

@@ -1,5 +1,6 @@
 """Everything specific to SQLite: connection set-up, the write-ahead log's
-checkpointer, the file lock of the one ingester, insert-if-absent."""
+checkpointer, the file lock of the one ingester, insert-if-absent, the
+FTS5 search index."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import fcntl
 import logging
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from sqlalchemy import Table, create_engine, event
+from sqlalchemy import Select, Table, column, create_engine, delete, event, func, literal_column, select, table
 from sqlalchemy.dialects.sqlite import insert
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.selectable import Subquery
 
 from aggregator.errors import StorageError
+from aggregator.search import SearchDocument
 from aggregator.storage.engine import IngestLock, reason_of
 
 log = logging.getLogger(__name__)
@@ -126,3 +130,47 @@ class Checkpointer:
 def checkpointer(engine: Engine) -> Checkpointer | None:
     """A file that is written to gets its checkpointer."""
     return Checkpointer(engine) if _file(engine.url) is not None else None
+
+
+# --- the search index: an FTS5 table beside the items, its rowid the item's id ---
+
+SEARCH = table("items_search", column("rowid"), column("title"), column("body"), column("tags"))
+# Title first, then tags, then the text: a word in the headline says most.
+RANK_WEIGHTS = "10.0, 1.0, 4.0"
+
+
+def create_index(connection: Connection) -> None:
+    # The words come folded and split already (aggregator.search.words);
+    # unicode61 only has to cut them at the spaces.
+    connection.exec_driver_sql("CREATE VIRTUAL TABLE items_search USING fts5(title, body, tags, "
+                               "tokenize = 'unicode61 remove_diacritics 2')")
+
+
+def unindex(connection: Connection, ids: Sequence[int]) -> None:
+    connection.execute(delete(SEARCH).where(SEARCH.c.rowid.in_(ids)))
+
+
+def index(connection: Connection, documents: Mapping[int, SearchDocument]) -> None:
+    unindex(connection, list(documents))
+    if documents:
+        connection.execute(insert(SEARCH), [{"rowid": item_id, "title": doc.title, "body": doc.body,
+                                             "tags": doc.tags} for item_id, doc in documents.items()])
+
+
+def _match(clauses: Sequence[Sequence[tuple[str, ...]]]) -> str:
+    """An FTS5 query from words alone: each phrase quoted (the words hold only
+    letters and digits, so nothing a person typed is read as FTS5 syntax)."""
+    return " AND ".join("(" + " OR ".join('"' + " ".join(phrase) + '"' for phrase in clause) + ")"
+                        for clause in clauses)
+
+
+def text_ids(clauses: Sequence[Sequence[tuple[str, ...]]]) -> Select:
+    """Ids of the items whose words match every clause (any phrase of each)."""
+    return select(SEARCH.c.rowid).where(literal_column("items_search").match(_match(clauses)))
+
+
+def text_ranks(clauses: Sequence[Sequence[tuple[str, ...]]]) -> Subquery:
+    """(item_id, rank) of the matches: the lower, the better."""
+    return (select(SEARCH.c.rowid.label("item_id"),
+                   func.bm25(literal_column("items_search"), literal_column(RANK_WEIGHTS)).label("rank"))
+            .where(literal_column("items_search").match(_match(clauses))).subquery())

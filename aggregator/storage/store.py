@@ -18,7 +18,8 @@ from aggregator.clock import from_micros, to_micros
 from aggregator.errors import StorageError
 from aggregator.model import FileState, FileStatus, SourceFile, StoredItem, Tag
 from aggregator.names import tag_key
-from aggregator.storage import migrate
+from aggregator.search import SearchQuery
+from aggregator.storage import migrate, search
 from aggregator.storage.engine import IngestLock, backend, make_engine, reason_of
 from aggregator.storage.schema import (
     ItemRow,
@@ -350,3 +351,20 @@ class Storage:
         with self._read() as session:
             row = session.scalar(select(ItemRow).where(ItemRow.key == key).options(*WHOLE_ITEM))
             return None if row is None else _stored(row)
+
+    # --- search -------------------------------------------------------------------
+
+    def search(self, query: SearchQuery, limit: int, offset: int = 0, by_rank: bool = False) -> list[StoredItem]:
+        """The items matching a query, newest first, or best first by rank
+        (a title match before a match in the text)."""
+        ordered, _count = search.matching(self.engine.dialect.name, query, by_rank)
+        with self._read() as session:
+            ids = session.scalars(ordered.limit(limit).offset(offset)).all()
+            rows = {row.id: row for row in session.scalars(select(ItemRow).where(ItemRow.id.in_(ids))
+                                                           .options(*WHOLE_ITEM))}
+            return [_stored(rows[item_id]) for item_id in ids]
+
+    def search_count(self, query: SearchQuery) -> int:
+        _ordered, count = search.matching(self.engine.dialect.name, query, False)
+        with self._read() as session:
+            return session.scalar(count) or 0

@@ -16,6 +16,7 @@ from sqlalchemy.sql.elements import TextClause
 from aggregator.clock import MICROSECOND, from_micros
 from aggregator.model import FileStatus, KnownItem, PagePlan, PlannedItem, SourceFile
 from aggregator.names import guid_key, tag_key, tag_slug
+from aggregator.storage import search
 from aggregator.storage.engine import insert_if_absent
 from aggregator.storage.schema import (
     StateRow,
@@ -161,7 +162,9 @@ class Writer:
         only_here = (select(seen.item_id).where(seen.source_id == source_id)
                      .where(~exists().where(elsewhere.c.item_id == seen.item_id,
                                             elsewhere.c.source_id != source_id)))
-        gone = self.connection.execute(delete(items_table).where(items_table.c.id.in_(only_here))).rowcount
+        ids = self.connection.scalars(only_here).all()
+        gone = self.connection.execute(delete(items_table).where(items_table.c.id.in_(ids))).rowcount
+        search.unindex_items(self.connection, ids)
         if gone:
             self.stamp()  # the feeds changed now
             self.changed = self.forgot = True
@@ -219,6 +222,8 @@ class Writer:
                 {"source_id": source_id, "position": position, "item_id": stored(ref), "title": title}
                 for position, (ref, title) in enumerate(plan.sightings)])
         self._link([(stored(a), stored(b)) for a, b in plan.links])
+        # Every item in the plan is new, or changed its texts or tags.
+        search.index_items(self.connection, [stored(item.ref) for item in plan.items])
         self.changed = self.changed or bool(plan.items)
 
     def _insert_items(self, new: list[PlannedItem]) -> dict[int, int]:

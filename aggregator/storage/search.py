@@ -1,0 +1,120 @@
+"""The search index: kept in step by the writer (an item is indexed again
+whenever its title, texts or tags change), and the query a search runs.
+Each database keeps the index its own way (backend `index`, `unindex`,
+`text_ids`, `text_ranks`); the words in it are made by aggregator.search,
+the same for both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, time, timedelta, timezone
+from types import ModuleType
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, not_, or_, select
+from sqlalchemy.engine import Connection
+
+from aggregator.names import tag_key
+from aggregator.search import HasTag, SearchDocument, SearchQuery, Words, document
+from aggregator.storage.engine import backend
+from aggregator.storage.schema import item_tags, items_table, tags_table
+
+BATCH = 500  # items read and indexed per statement
+
+
+def _backend(connection: Connection) -> ModuleType:
+    return backend(connection.dialect.name)
+
+
+def documents(connection: Connection, ids: Sequence[int]) -> dict[int, SearchDocument]:
+    """What the index holds of each item, from the item as stored now."""
+    items = items_table.c
+    names: dict[int, list[str]] = {}
+    for item_id, name in connection.execute(
+        select(item_tags.c.item_id, tags_table.c.name)
+        .join(tags_table, tags_table.c.id == item_tags.c.tag_id)
+        .where(item_tags.c.item_id.in_(ids)).order_by(item_tags.c.item_id, tags_table.c.id)
+    ):
+        names.setdefault(item_id, []).append(name)
+    rows = connection.execute(select(items.id, items.title, items.summary, items.content).where(items.id.in_(ids)))
+    return {row.id: document(row.title, row.summary, row.content, tuple(names.get(row.id, ()))) for row in rows}
+
+
+def index_items(connection: Connection, ids: Iterable[int]) -> None:
+    """(Re)index the items as they are stored now."""
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), BATCH):
+        chunk = ordered[start:start + BATCH]
+        _backend(connection).index(connection, documents(connection, chunk))
+
+
+def unindex_items(connection: Connection, ids: Sequence[int]) -> None:
+    """Take deleted items out of an index that does not follow the items table by itself."""
+    if ids:
+        _backend(connection).unindex(connection, ids)
+
+
+def build_index(connection: Connection) -> None:
+    """Create the index and fill it from every stored item (a migration's work)."""
+    _backend(connection).create_index(connection)
+    last = 0
+    while ids := connection.scalars(select(items_table.c.id).where(items_table.c.id > last)
+                                    .order_by(items_table.c.id).limit(BATCH)).all():
+        index_items(connection, ids)
+        last = ids[-1]
+
+
+# --- searching ---------------------------------------------------------------
+
+
+def _has_tag(atom: HasTag) -> ColumnElement[bool]:
+    """The item carries the tag named by slug or by name."""
+    tags, tagged = tags_table.c, item_tags.alias()
+    tag_ids = select(tags.id).where(or_(tags.slug == atom.name.lower(), tags.key == tag_key(atom.name)))
+    return exists().where(tagged.c.item_id == items_table.c.id, tagged.c.tag_id.in_(tag_ids))
+
+
+def _any_of(db: ModuleType, atoms: Sequence[Words | HasTag]) -> ColumnElement[bool]:
+    phrases = [atom.words for atom in atoms if isinstance(atom, Words)]
+    either = [items_table.c.id.in_(db.text_ids([phrases]))] if phrases else []
+    either += [_has_tag(atom) for atom in atoms if isinstance(atom, HasTag)]
+    return or_(*either)
+
+
+def _start_of(day) -> datetime:
+    return datetime.combine(day, time(), tzinfo=timezone.utc)
+
+
+def conditions(db: ModuleType, query: SearchQuery) -> list[ColumnElement[bool]]:
+    """What an item must be to match. Clauses of words alone go to the index
+    as one query; a clause with a tag in it is asked apart."""
+    texts = text_clauses(query)
+    found = [items_table.c.id.in_(db.text_ids(texts))] if texts else []
+    found += [_any_of(db, clause) for clause in query.all_of if any(isinstance(atom, HasTag) for atom in clause)]
+    if query.none_of:
+        found.append(not_(_any_of(db, query.none_of)))
+    if query.since:
+        found.append(items_table.c.published >= _start_of(query.since))
+    if query.until:
+        found.append(items_table.c.published < _start_of(query.until + timedelta(days=1)))
+    return found
+
+
+def text_clauses(query: SearchQuery) -> list[list[tuple[str, ...]]]:
+    """The clauses of words alone, each as its phrases."""
+    return [[atom.words for atom in clause] for clause in query.all_of
+            if all(isinstance(atom, Words) for atom in clause)]
+
+
+def matching(dialect: str, query: SearchQuery, by_rank: bool) -> tuple[Select, Select]:
+    """(the ids of the matches in order, newest first or best first; how many there are)."""
+    db = backend(dialect)
+    items = items_table.c
+    where = and_(*conditions(db, query))
+    texts = text_clauses(query)
+    if by_rank and texts:
+        ranks = db.text_ranks(texts)
+        ordered = (select(items.id).join(ranks, ranks.c.item_id == items.id).where(where)
+                   .order_by(ranks.c.rank, items.published.desc(), items.id))
+    else:
+        ordered = select(items.id).where(where).order_by(items.published.desc(), items.id)
+    return ordered, select(func.count()).select_from(select(items.id).where(where).subquery())
