@@ -36,6 +36,7 @@ from aggregator.publish import (
 from aggregator.render import FORMAT_NAMES, FORMATS, teaser_text, text_to_html
 from aggregator.search import BadQuery, SearchQuery, excerpt, highlight, parse_query
 from aggregator.service import CACHE, CLOCK, INGESTER, LIVE, METRICS, STORAGE, in_thread, settings_of
+from aggregator.storage import COUNT_CAP
 from aggregator.urls import ROUTES, Urls, feed_path
 
 log = logging.getLogger(__name__)
@@ -387,7 +388,7 @@ async def search_page(request: web.Request) -> web.StreamResponse:
         if len(found) > limit:
             links["next"] = urls.search_page(query.text, sort=sort, page=number + 1)
         values = page(settings, title=title, q=query.text, sort=sort, number=number, links=links,
-                      total=storage.search_count(query), start=(number - 1) * limit,
+                      total=storage.search_count(query), count_cap=COUNT_CAP, start=(number - 1) * limit,
                       results=[found_item(item, query.wanted_words) for item in found[:limit]],
                       feeds=feed_links(urls, title, q=query.text))
         return "search.html", values, storage.data_changed_at()

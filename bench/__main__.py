@@ -102,6 +102,11 @@ def cold_ingest(work: Path, files: int) -> dict:
 # --- 2. growth: the ingest rate with many items already stored ------------------------
 
 
+# Eight words a filler text tells, from a vocabulary of 5 000 ("w0" … "w4999")
+# drawn unevenly as the words of real text are: "w0" is in about 1 in 60 items, "w4000" in 1 in 4 000.
+FILLER_WORDS = " || ' ' || ".join(["'w' || (abs(random()) % (1 + abs(random()) % 5000))"] * 8)
+
+
 def prefill(database: Path, count: int) -> None:
     """Store `count` distinct filler items with the rows ingest writes for each
     (title, lead, four SimHash bands with the SimHash, ten headline topic
@@ -122,12 +127,16 @@ def prefill(database: Path, count: int) -> None:
             SELECT n FROM s;
         INSERT INTO items (id, guid, key, title, summary, content, published, updated, first_seen)
             SELECT 1000000 + n, 'urn:filler:' || n, printf('f%031d', n), 'Filler story ' || n,
-                   'Filler text ' || n || ' told at the length of a teaser, some thirty words long.',
+                   'Filler text ' || n || ' told at the length of a teaser, some thirty words long: '
+                   || {FILLER_WORDS} || '.',
                    NULL, strftime('%Y-%m-%d %H:%M:%f', '2025-01-01', printf('-%d minutes', n)),
                    '2025-01-01 00:00:00.000000', '2025-01-01 00:00:00.000000'
             FROM seq;
         INSERT INTO item_tags (item_id, tag_id, published)
             SELECT id, 10000 + (id - 1000000) % 20, published FROM items;
+        -- The search index holds the folded words; these are ASCII already.
+        INSERT INTO items_search (rowid, title, body, tags)
+            SELECT id, lower(title), lower(summary), 'filler ' || ((id - 1000000) % 20) FROM items;
         CREATE TEMP TABLE kinds (kind TEXT, bytes INTEGER, banded INTEGER);
         INSERT INTO kinds VALUES ('title', 16, 0), ('lead', 16, 0), ('band0', 2, 1), ('band1', 2, 1),
             ('band2', 2, 1), ('band3', 2, 1), ('topic', 8, 0), ('topic', 8, 0), ('topic', 8, 0),

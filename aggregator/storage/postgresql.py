@@ -6,7 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Select, Table, bindparam, column, create_engine, func, literal_column, select, table, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    column,
+    create_engine,
+    func,
+    literal_column,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -110,7 +122,23 @@ def text_ids(clauses: Sequence[Sequence[tuple[str, ...]]]) -> Select:
     return select(ITEMS.c.id).where(ITEMS.c.search_vector.op("@@")(_tsquery(clauses)))
 
 
-def text_ranks(clauses: Sequence[Sequence[tuple[str, ...]]]) -> Subquery:
+def text_plan(connection: Connection, clauses: Sequence[Sequence[tuple[str, ...]]]) -> str:
+    return "first"  # PostgreSQL's planner weighs the GIN index against the date order itself
+
+
+def text_filter(item_id: ColumnElement, clauses: Sequence[Sequence[tuple[str, ...]]], plan: str = "first"
+                ) -> ColumnElement[bool]:
+    # On the row itself: the items of the query around it.
+    return literal_column("items.search_vector").op("@@")(_tsquery(clauses))
+
+
+def text_count(clauses: Sequence[Sequence[tuple[str, ...]]], cap: int) -> Select:
+    return select(func.count()).select_from(text_ids(clauses).limit(cap).subquery())
+
+
+def text_ranks(clauses: Sequence[Sequence[tuple[str, ...]]], best: int | None = None) -> Subquery:
+    """(item_id, rank) of the matches, the lower the better; only the `best` when given."""
     query = _tsquery(clauses)
-    return (select(ITEMS.c.id.label("item_id"), (-func.ts_rank(ITEMS.c.search_vector, query)).label("rank"))
-            .where(ITEMS.c.search_vector.op("@@")(query)).subquery())
+    rank = -func.ts_rank(ITEMS.c.search_vector, query)
+    found = select(ITEMS.c.id.label("item_id"), rank.label("rank")).where(ITEMS.c.search_vector.op("@@")(query))
+    return (found.order_by(rank).limit(best) if best else found).subquery()

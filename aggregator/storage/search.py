@@ -7,7 +7,7 @@ the same for both."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from types import ModuleType
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, not_, or_, select
@@ -75,20 +75,25 @@ def _has_tag(atom: HasTag) -> ColumnElement[bool]:
 
 def _any_of(db: ModuleType, atoms: Sequence[Words | HasTag]) -> ColumnElement[bool]:
     phrases = [atom.words for atom in atoms if isinstance(atom, Words)]
-    either = [items_table.c.id.in_(db.text_ids([phrases]))] if phrases else []
+    either = [db.text_filter(items_table.c.id, [phrases])] if phrases else []
     either += [_has_tag(atom) for atom in atoms if isinstance(atom, HasTag)]
     return or_(*either)
 
 
-def _start_of(day) -> datetime:
+def _start_of(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=timezone.utc)
 
 
-def conditions(db: ModuleType, query: SearchQuery) -> list[ColumnElement[bool]]:
-    """What an item must be to match. Clauses of words alone go to the index
-    as one query; a clause with a tag in it is asked apart."""
+def text_clauses(query: SearchQuery) -> list[list[tuple[str, ...]]]:
+    """The clauses of words alone, each as its phrases: the index answers them in one query."""
+    return [[atom.words for atom in clause] for clause in query.all_of
+            if all(isinstance(atom, Words) for atom in clause)]
+
+
+def conditions(db: ModuleType, query: SearchQuery, plan: str = "first") -> list[ColumnElement[bool]]:
+    """What an item must be to match; the clauses of words alone read as `plan` says."""
     texts = text_clauses(query)
-    found = [items_table.c.id.in_(db.text_ids(texts))] if texts else []
+    found = [db.text_filter(items_table.c.id, texts, plan)] if texts else []
     found += [_any_of(db, clause) for clause in query.all_of if any(isinstance(atom, HasTag) for atom in clause)]
     if query.none_of:
         found.append(not_(_any_of(db, query.none_of)))
@@ -99,22 +104,34 @@ def conditions(db: ModuleType, query: SearchQuery) -> list[ColumnElement[bool]]:
     return found
 
 
-def text_clauses(query: SearchQuery) -> list[list[tuple[str, ...]]]:
-    """The clauses of words alone, each as its phrases."""
-    return [[atom.words for atom in clause] for clause in query.all_of
-            if all(isinstance(atom, Words) for atom in clause)]
+def plan_for(connection: Connection, query: SearchQuery, by_rank: bool) -> str:
+    """How the database is best asked for the newest matches (see the backends' `text_plan`)."""
+    texts = text_clauses(query)
+    return _backend(connection).text_plan(connection, texts) if texts and not by_rank else "first"
 
 
-def matching(dialect: str, query: SearchQuery, by_rank: bool) -> tuple[Select, Select]:
-    """(the ids of the matches in order, newest first or best first; how many there are)."""
+def matching(dialect: str, query: SearchQuery, by_rank: bool, plan: str = "first", wanted: int = 0) -> Select:
+    """The ids of the matches in order: newest first, or best first. Best
+    first, a query of words alone ranks in the index and reads only the
+    `wanted` best of them."""
     db = backend(dialect)
     items = items_table.c
-    where = and_(*conditions(db, query))
+    where = and_(*conditions(db, query, plan))
     texts = text_clauses(query)
     if by_rank and texts:
-        ranks = db.text_ranks(texts)
-        ordered = (select(items.id).join(ranks, ranks.c.item_id == items.id).where(where)
-                   .order_by(ranks.c.rank, items.published.desc(), items.id))
-    else:
-        ordered = select(items.id).where(where).order_by(items.published.desc(), items.id)
-    return ordered, select(func.count()).select_from(select(items.id).where(where).subquery())
+        alone = len(texts) == len(query.all_of) and not (query.none_of or query.since or query.until)
+        ranks = db.text_ranks(texts, wanted if alone else None)
+        return (select(items.id).join(ranks, ranks.c.item_id == items.id).where(where)
+                .order_by(ranks.c.rank, items.published.desc(), items.id))
+    return select(items.id).where(where).order_by(items.published.desc(), items.id)
+
+
+def counting(dialect: str, query: SearchQuery, cap: int) -> Select:
+    """How many items match, counted no further than `cap`: a word in every
+    other item is not counted to the last."""
+    db = backend(dialect)
+    texts = text_clauses(query)
+    if texts and len(texts) == len(query.all_of) and not (query.none_of or query.since or query.until):
+        return db.text_count(texts, cap)  # the index alone knows
+    found = select(items_table.c.id).where(and_(*conditions(db, query))).limit(cap)
+    return select(func.count()).select_from(found.subquery())

@@ -11,7 +11,20 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from sqlalchemy import Select, Table, column, create_engine, delete, event, func, literal_column, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    column,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    literal_column,
+    select,
+    table,
+)
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -169,8 +182,46 @@ def text_ids(clauses: Sequence[Sequence[tuple[str, ...]]]) -> Select:
     return select(SEARCH.c.rowid).where(literal_column("items_search").match(_match(clauses)))
 
 
-def text_ranks(clauses: Sequence[Sequence[tuple[str, ...]]]) -> Subquery:
-    """(item_id, rank) of the matches: the lower, the better."""
-    return (select(SEARCH.c.rowid.label("item_id"),
-                   func.bm25(literal_column("items_search"), literal_column(RANK_WEIGHTS)).label("rank"))
-            .where(literal_column("items_search").match(_match(clauses))).subquery())
+# How many matches decide the way a newest-first search reads (see `text_filter`).
+FEW_MATCHES = 2_000
+MANY_MATCHES = 50_000
+
+
+def text_plan(connection: Connection, clauses: Sequence[Sequence[tuple[str, ...]]]) -> str:
+    """How to find the newest matches, by how many there are (counted no
+    further than MANY_MATCHES, a few milliseconds): "first" reads the
+    matches and sorts them; "ordered" reads the newest items in order and
+    keeps those among the matches; "probe" asks the index of each newest item
+    in turn, without reading all matches at all."""
+    counted = select(SEARCH.c.rowid).where(literal_column("items_search").match(_match(clauses)))
+    found = connection.scalar(select(func.count()).select_from(counted.limit(MANY_MATCHES).subquery()))
+    if found >= MANY_MATCHES:
+        return "probe"
+    return "ordered" if found > FEW_MATCHES else "first"
+
+
+def text_filter(item_id: ColumnElement, clauses: Sequence[Sequence[tuple[str, ...]]], plan: str = "first"
+                ) -> ColumnElement[bool]:
+    """The items matching the clauses, as a condition read the way the plan says.
+    A few matches are read and sorted ("first", SQLite's own choice); more
+    are kept in a temporary index while the newest items are read in order
+    (`+id` keeps SQLite from looking the items up by id); with very many,
+    every other item matches, and asking the index of each of the newest is
+    quickest of all."""
+    if plan == "probe":
+        return exists(select(literal_column("1")).select_from(SEARCH).where(
+            literal_column("items_search").match(_match(clauses)), SEARCH.c.rowid == item_id))
+    return (item_id + 0 if plan == "ordered" else item_id).in_(text_ids(clauses))
+
+
+def text_count(clauses: Sequence[Sequence[tuple[str, ...]]], cap: int) -> Select:
+    """How many items match the clauses, counted no further than `cap`."""
+    return select(func.count()).select_from(text_ids(clauses).limit(cap).subquery())
+
+
+def text_ranks(clauses: Sequence[Sequence[tuple[str, ...]]], best: int | None = None) -> Subquery:
+    """(item_id, rank) of the matches, the lower the better; only the `best` when given."""
+    rank = func.bm25(literal_column("items_search"), literal_column(RANK_WEIGHTS))
+    query = (select(SEARCH.c.rowid.label("item_id"), rank.label("rank"))
+             .where(literal_column("items_search").match(_match(clauses))))
+    return (query.order_by(rank).limit(best) if best else query).subquery()

@@ -33,6 +33,9 @@ from aggregator.storage.schema import (
 )
 from aggregator.storage.writer import Writer
 
+# A search page says "10 000 or more" rather than count a common word to the last.
+COUNT_CAP = 10_000
+
 # What a feed or page shows of an item, loaded in three queries for any number of items.
 WHOLE_ITEM = (selectinload(ItemRow.tags), selectinload(ItemRow.sources), selectinload(ItemRow.related))
 
@@ -357,14 +360,15 @@ class Storage:
     def search(self, query: SearchQuery, limit: int, offset: int = 0, by_rank: bool = False) -> list[StoredItem]:
         """The items matching a query, newest first, or best first by rank
         (a title match before a match in the text)."""
-        ordered, _count = search.matching(self.engine.dialect.name, query, by_rank)
         with self._read() as session:
+            plan = search.plan_for(session.connection(), query, by_rank)
+            ordered = search.matching(self.engine.dialect.name, query, by_rank, plan, limit + offset)
             ids = session.scalars(ordered.limit(limit).offset(offset)).all()
             rows = {row.id: row for row in session.scalars(select(ItemRow).where(ItemRow.id.in_(ids))
                                                            .options(*WHOLE_ITEM))}
             return [_stored(rows[item_id]) for item_id in ids]
 
-    def search_count(self, query: SearchQuery) -> int:
-        _ordered, count = search.matching(self.engine.dialect.name, query, False)
+    def search_count(self, query: SearchQuery, cap: int = COUNT_CAP) -> int:
+        """How many items match a query; `cap` when that many or more do."""
         with self._read() as session:
-            return session.scalar(count) or 0
+            return session.scalar(search.counting(self.engine.dialect.name, query, cap)) or 0
