@@ -26,6 +26,8 @@ WORD = re.compile(r"[^\W_]+")  # letters and digits, as SQLite's unicode61 token
 
 def fold(text: str) -> str:
     """Lower case without accents: "Côte" → "cote", "Straße" → "strasse"."""
+    if text.isascii():  # most text: nothing to take apart
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 

@@ -342,9 +342,11 @@ def plain_filter(items: list[dict], all_of: list[list[str]], none_of: list[str],
     return keys
 
 
-def test_results_equal_a_plain_filter_over_the_labelled_corpus(tmp_path):
+@both_databases
+def test_results_equal_a_plain_filter_over_the_labelled_corpus(tmp_path, database_url):
+    url = f"sqlite:///{tmp_path / 'c.db'}" if database_url.startswith("sqlite") else database_url
     config = tmp_path / "config.toml"
-    config.write_text(f'[seeds]\ndir = "{DATA / "corpus"}"\n[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
+    config.write_text(f'[seeds]\ndir = "{DATA / "corpus"}"\n[database]\nurl = "{url}"\n'
                       f'[feeds]\nexport_dir = "{tmp_path / "feeds"}"\n', encoding="utf-8")
     assert run(config, "ingest").returncode == 0
     items = json.loads(run(config, "items", "--json").stdout)

@@ -91,7 +91,7 @@ def _weighted(name: str, weight: str):
     return func.setweight(func.to_tsvector(CONFIG, bindparam(name)), literal_column(f"'{weight}'"))
 
 
-def index(connection: Connection, documents: Mapping[int, SearchDocument]) -> None:
+def index(connection: Connection, documents: Mapping[int, SearchDocument], fresh: bool) -> None:
     # ts_rank weighs A (the title) most, then B (tags), then D (the text).
     vector = _weighted("title", "A").op("||")(_weighted("tags", "B")).op("||")(_weighted("body", "D"))
     if documents:

@@ -6,7 +6,7 @@ the same for both."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from types import ModuleType
 
@@ -39,12 +39,16 @@ def documents(connection: Connection, ids: Sequence[int]) -> dict[int, SearchDoc
     return {row.id: document(row.title, row.summary, row.content, tuple(names.get(row.id, ()))) for row in rows}
 
 
-def index_items(connection: Connection, ids: Iterable[int]) -> None:
-    """(Re)index the items as they are stored now."""
-    ordered = sorted(set(ids))
+def index_items(connection: Connection, ids: Iterable[int],
+                new: Mapping[int, SearchDocument] | None = None) -> None:
+    """(Re)index the items as they are stored now; `new` items, indexed for
+    the first time, come with their documents, made from what was just written."""
+    db = _backend(connection)
+    if new:
+        db.index(connection, new, fresh=True)
+    ordered = sorted(set(ids) - set(new or ()))
     for start in range(0, len(ordered), BATCH):
-        chunk = ordered[start:start + BATCH]
-        _backend(connection).index(connection, documents(connection, chunk))
+        db.index(connection, documents(connection, ordered[start:start + BATCH]), fresh=False)
 
 
 def unindex_items(connection: Connection, ids: Sequence[int]) -> None:

@@ -163,8 +163,10 @@ def unindex(connection: Connection, ids: Sequence[int]) -> None:
     connection.execute(delete(SEARCH).where(SEARCH.c.rowid.in_(ids)))
 
 
-def index(connection: Connection, documents: Mapping[int, SearchDocument]) -> None:
-    unindex(connection, list(documents))
+def index(connection: Connection, documents: Mapping[int, SearchDocument], fresh: bool) -> None:
+    """Index the items' documents; `fresh`: items never indexed, with nothing to replace."""
+    if not fresh:
+        unindex(connection, list(documents))
     if documents:
         connection.execute(insert(SEARCH), [{"rowid": item_id, "title": doc.title, "body": doc.body,
                                              "tags": doc.tags} for item_id, doc in documents.items()])

@@ -16,6 +16,7 @@ from sqlalchemy.sql.elements import TextClause
 from aggregator.clock import MICROSECOND, from_micros
 from aggregator.model import FileStatus, KnownItem, PagePlan, PlannedItem, SourceFile
 from aggregator.names import guid_key, tag_key, tag_slug
+from aggregator.search import document
 from aggregator.storage import search
 from aggregator.storage.engine import insert_if_absent
 from aggregator.storage.schema import (
@@ -222,8 +223,11 @@ class Writer:
                 {"source_id": source_id, "position": position, "item_id": stored(ref), "title": title}
                 for position, (ref, title) in enumerate(plan.sightings)])
         self._link([(stored(a), stored(b)) for a, b in plan.links])
-        # Every item in the plan is new, or changed its texts or tags.
-        search.index_items(self.connection, [stored(item.ref) for item in plan.items])
+        # Every item in the plan is new, or changed its texts or tags. A new
+        # one is indexed from the plan: every tag it has, it gains here.
+        search.index_items(self.connection, [item.ref for item in changed], new={
+            ids[item.ref]: document(item.title, item.summary, item.content, item.new_tags)
+            for item in plan.items if item.is_new})
         self.changed = self.changed or bool(plan.items)
 
     def _insert_items(self, new: list[PlannedItem]) -> dict[int, int]:
