@@ -100,45 +100,49 @@ def index(connection: Connection, documents: Mapping[int, SearchDocument], fresh
                             for item_id, doc in documents.items()])
 
 
-def _tsquery(clauses: Sequence[Sequence[tuple[str, ...]]]):
+Clauses = Sequence[Sequence[tuple[str, ...]]]
+
+
+def _tsquery(clauses: Clauses, excluded: Sequence[tuple[str, ...]] = ()):
     """Each phrase a bound value given to phraseto_tsquery, combined with the
     tsquery operators: nothing a person typed is read as query syntax."""
-    def phrase(words: tuple[str, ...]):
-        return func.phraseto_tsquery(CONFIG, " ".join(words))
-
-    def either(clause):
-        query = phrase(clause[0])
-        for other in clause[1:]:
-            query = query.op("||")(phrase(other))
+    def either(phrases: Sequence[tuple[str, ...]]):
+        query = func.phraseto_tsquery(CONFIG, " ".join(phrases[0]))
+        for other in phrases[1:]:
+            query = query.op("||")(func.phraseto_tsquery(CONFIG, " ".join(other)))
         return query
 
     query = either(clauses[0])
     for clause in clauses[1:]:
         query = query.op("&&")(either(clause))
-    return query
+    return query.op("&&")(func.tsquery_not(either(excluded))) if excluded else query
 
 
-def text_ids(clauses: Sequence[Sequence[tuple[str, ...]]]) -> Select:
-    return select(ITEMS.c.id).where(ITEMS.c.search_vector.op("@@")(_tsquery(clauses)))
+def _matches(clauses: Clauses, excluded: Sequence[tuple[str, ...]] = (), vector=ITEMS.c.search_vector):
+    return vector.op("@@")(_tsquery(clauses, excluded))
 
 
-def text_plan(connection: Connection, clauses: Sequence[Sequence[tuple[str, ...]]]) -> str:
+def text_ids(clauses: Clauses, excluded: Sequence[tuple[str, ...]] = ()) -> Select:
+    return select(ITEMS.c.id).where(_matches(clauses, excluded))
+
+
+def text_plan(connection: Connection, clauses: Clauses, excluded: Sequence[tuple[str, ...]] = ()) -> str:
     return "first"  # PostgreSQL's planner weighs the GIN index against the date order itself
 
 
-def text_filter(item_id: ColumnElement, clauses: Sequence[Sequence[tuple[str, ...]]], plan: str = "first"
-                ) -> ColumnElement[bool]:
+def text_filter(item_id: ColumnElement, clauses: Clauses, plan: str = "first",
+                excluded: Sequence[tuple[str, ...]] = ()) -> ColumnElement[bool]:
     # On the row itself: the items of the query around it.
-    return literal_column("items.search_vector").op("@@")(_tsquery(clauses))
+    return _matches(clauses, excluded, literal_column("items.search_vector"))
 
 
-def text_count(clauses: Sequence[Sequence[tuple[str, ...]]], cap: int) -> Select:
-    return select(func.count()).select_from(text_ids(clauses).limit(cap).subquery())
+def text_count(clauses: Clauses, cap: int, excluded: Sequence[tuple[str, ...]] = ()) -> Select:
+    return select(func.count()).select_from(text_ids(clauses, excluded).limit(cap).subquery())
 
 
-def text_ranks(clauses: Sequence[Sequence[tuple[str, ...]]], best: int | None = None) -> Subquery:
+def text_ranks(clauses: Clauses, best: int | None = None, excluded: Sequence[tuple[str, ...]] = ()) -> Subquery:
     """(item_id, rank) of the matches, the lower the better; only the `best` when given."""
-    query = _tsquery(clauses)
+    query = _tsquery(clauses, excluded)
     rank = -func.ts_rank(ITEMS.c.search_vector, query)
     found = select(ITEMS.c.id.label("item_id"), rank.label("rank")).where(ITEMS.c.search_vector.op("@@")(query))
     return (found.order_by(rank).limit(best) if best else found).subquery()

@@ -7,6 +7,7 @@ the same for both."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from types import ModuleType
 
@@ -88,19 +89,32 @@ def _start_of(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=timezone.utc)
 
 
-def text_clauses(query: SearchQuery) -> list[list[tuple[str, ...]]]:
-    """The clauses of words alone, each as its phrases: the index answers them in one query."""
-    return [[atom.words for atom in clause] for clause in query.all_of
-            if all(isinstance(atom, Words) for atom in clause)]
+@dataclass(frozen=True)
+class _Parts:
+    """A query as the index and the tables answer it."""
+
+    texts: list[list[tuple[str, ...]]]  # clauses of words alone: the index answers them in one query
+    excluded: list[tuple[str, ...]]  # phrases none may have, in that same query
+    others: list[Words | HasTag]  # exclusions asked apart (all of them, when there are no texts)
+    alone: bool  # the index alone answers the whole query
+
+
+def _parts(query: SearchQuery) -> _Parts:
+    texts = [[atom.words for atom in clause] for clause in query.all_of
+             if all(isinstance(atom, Words) for atom in clause)]
+    excluded = [atom.words for atom in query.none_of if texts and isinstance(atom, Words)]
+    others = [atom for atom in query.none_of if not (texts and isinstance(atom, Words))]
+    alone = bool(texts) and len(texts) == len(query.all_of) and not (others or query.since or query.until)
+    return _Parts(texts, excluded, others, alone)
 
 
 def conditions(db: ModuleType, query: SearchQuery, plan: str = "first") -> list[ColumnElement[bool]]:
-    """What an item must be to match; the clauses of words alone read as `plan` says."""
-    texts = text_clauses(query)
-    found = [db.text_filter(items_table.c.id, texts, plan)] if texts else []
+    """What an item must be to match; the words read as `plan` says."""
+    parts = _parts(query)
+    found = [db.text_filter(items_table.c.id, parts.texts, plan, parts.excluded)] if parts.texts else []
     found += [_any_of(db, clause) for clause in query.all_of if any(isinstance(atom, HasTag) for atom in clause)]
-    if query.none_of:
-        found.append(not_(_any_of(db, query.none_of)))
+    if parts.others:
+        found.append(not_(_any_of(db, parts.others)))
     if query.since:
         found.append(items_table.c.published >= _start_of(query.since))
     if query.until:
@@ -110,21 +124,22 @@ def conditions(db: ModuleType, query: SearchQuery, plan: str = "first") -> list[
 
 def plan_for(connection: Connection, query: SearchQuery, by_rank: bool) -> str:
     """How the database is best asked for the newest matches (see the backends' `text_plan`)."""
-    texts = text_clauses(query)
-    return _backend(connection).text_plan(connection, texts) if texts and not by_rank else "first"
+    parts = _parts(query)
+    if not parts.texts or by_rank:
+        return "first"
+    return _backend(connection).text_plan(connection, parts.texts, parts.excluded)
 
 
 def matching(dialect: str, query: SearchQuery, by_rank: bool, plan: str = "first", wanted: int = 0) -> Select:
     """The ids of the matches in order: newest first, or best first. Best
-    first, a query of words alone ranks in the index and reads only the
-    `wanted` best of them."""
+    first, a query the index answers alone is ranked there, and only the
+    `wanted` best are read."""
     db = backend(dialect)
     items = items_table.c
     where = and_(*conditions(db, query, plan))
-    texts = text_clauses(query)
-    if by_rank and texts:
-        alone = len(texts) == len(query.all_of) and not (query.none_of or query.since or query.until)
-        ranks = db.text_ranks(texts, wanted if alone else None)
+    parts = _parts(query)
+    if by_rank and parts.texts:
+        ranks = db.text_ranks(parts.texts, wanted if parts.alone else None, parts.excluded)
         return (select(items.id).join(ranks, ranks.c.item_id == items.id).where(where)
                 .order_by(ranks.c.rank, items.published.desc(), items.id))
     return select(items.id).where(where).order_by(items.published.desc(), items.id)
@@ -134,8 +149,8 @@ def counting(dialect: str, query: SearchQuery, cap: int) -> Select:
     """How many items match, counted no further than `cap`: a word in every
     other item is not counted to the last."""
     db = backend(dialect)
-    texts = text_clauses(query)
-    if texts and len(texts) == len(query.all_of) and not (query.none_of or query.since or query.until):
-        return db.text_count(texts, cap)  # the index alone knows
+    parts = _parts(query)
+    if parts.alone:
+        return db.text_count(parts.texts, cap, parts.excluded)
     found = select(items_table.c.id).where(and_(*conditions(db, query))).limit(cap)
     return select(func.count()).select_from(found.subquery())

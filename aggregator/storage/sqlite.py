@@ -172,16 +172,26 @@ def index(connection: Connection, documents: Mapping[int, SearchDocument], fresh
                                              "tags": doc.tags} for item_id, doc in documents.items()])
 
 
-def _match(clauses: Sequence[Sequence[tuple[str, ...]]]) -> str:
+Clauses = Sequence[Sequence[tuple[str, ...]]]
+
+
+def _match(clauses: Clauses, excluded: Sequence[tuple[str, ...]] = ()) -> str:
     """An FTS5 query from words alone: each phrase quoted (the words hold only
     letters and digits, so nothing a person typed is read as FTS5 syntax)."""
-    return " AND ".join("(" + " OR ".join('"' + " ".join(phrase) + '"' for phrase in clause) + ")"
-                        for clause in clauses)
+    def either(phrases: Sequence[tuple[str, ...]]) -> str:
+        return "(" + " OR ".join('"' + " ".join(phrase) + '"' for phrase in phrases) + ")"
+
+    wanted = " AND ".join(either(clause) for clause in clauses)
+    return f"({wanted}) NOT {either(excluded)}" if excluded else wanted
 
 
-def text_ids(clauses: Sequence[Sequence[tuple[str, ...]]]) -> Select:
-    """Ids of the items whose words match every clause (any phrase of each)."""
-    return select(SEARCH.c.rowid).where(literal_column("items_search").match(_match(clauses)))
+def _matches(clauses: Clauses, excluded: Sequence[tuple[str, ...]] = ()):
+    return literal_column("items_search").match(_match(clauses, excluded))
+
+
+def text_ids(clauses: Clauses, excluded: Sequence[tuple[str, ...]] = ()) -> Select:
+    """Ids of the items whose words match every clause (any phrase of each) and none of `excluded`."""
+    return select(SEARCH.c.rowid).where(_matches(clauses, excluded))
 
 
 # How many matches decide the way a newest-first search reads (see `text_filter`).
@@ -189,21 +199,20 @@ FEW_MATCHES = 2_000
 MANY_MATCHES = 50_000
 
 
-def text_plan(connection: Connection, clauses: Sequence[Sequence[tuple[str, ...]]]) -> str:
+def text_plan(connection: Connection, clauses: Clauses, excluded: Sequence[tuple[str, ...]] = ()) -> str:
     """How to find the newest matches, by how many there are (counted no
     further than MANY_MATCHES, a few milliseconds): "first" reads the
     matches and sorts them; "ordered" reads the newest items in order and
     keeps those among the matches; "probe" asks the index of each newest item
     in turn, without reading all matches at all."""
-    counted = select(SEARCH.c.rowid).where(literal_column("items_search").match(_match(clauses)))
-    found = connection.scalar(select(func.count()).select_from(counted.limit(MANY_MATCHES).subquery()))
+    found = connection.scalar(text_count(clauses, MANY_MATCHES, excluded))
     if found >= MANY_MATCHES:
         return "probe"
     return "ordered" if found > FEW_MATCHES else "first"
 
 
-def text_filter(item_id: ColumnElement, clauses: Sequence[Sequence[tuple[str, ...]]], plan: str = "first"
-                ) -> ColumnElement[bool]:
+def text_filter(item_id: ColumnElement, clauses: Clauses, plan: str = "first",
+                excluded: Sequence[tuple[str, ...]] = ()) -> ColumnElement[bool]:
     """The items matching the clauses, as a condition read the way the plan says.
     A few matches are read and sorted ("first", SQLite's own choice); more
     are kept in a temporary index while the newest items are read in order
@@ -212,18 +221,17 @@ def text_filter(item_id: ColumnElement, clauses: Sequence[Sequence[tuple[str, ..
     quickest of all."""
     if plan == "probe":
         return exists(select(literal_column("1")).select_from(SEARCH).where(
-            literal_column("items_search").match(_match(clauses)), SEARCH.c.rowid == item_id))
-    return (item_id + 0 if plan == "ordered" else item_id).in_(text_ids(clauses))
+            _matches(clauses, excluded), SEARCH.c.rowid == item_id))
+    return (item_id + 0 if plan == "ordered" else item_id).in_(text_ids(clauses, excluded))
 
 
-def text_count(clauses: Sequence[Sequence[tuple[str, ...]]], cap: int) -> Select:
+def text_count(clauses: Clauses, cap: int, excluded: Sequence[tuple[str, ...]] = ()) -> Select:
     """How many items match the clauses, counted no further than `cap`."""
-    return select(func.count()).select_from(text_ids(clauses).limit(cap).subquery())
+    return select(func.count()).select_from(text_ids(clauses, excluded).limit(cap).subquery())
 
 
-def text_ranks(clauses: Sequence[Sequence[tuple[str, ...]]], best: int | None = None) -> Subquery:
+def text_ranks(clauses: Clauses, best: int | None = None, excluded: Sequence[tuple[str, ...]] = ()) -> Subquery:
     """(item_id, rank) of the matches, the lower the better; only the `best` when given."""
     rank = func.bm25(literal_column("items_search"), literal_column(RANK_WEIGHTS))
-    query = (select(SEARCH.c.rowid.label("item_id"), rank.label("rank"))
-             .where(literal_column("items_search").match(_match(clauses))))
+    query = select(SEARCH.c.rowid.label("item_id"), rank.label("rank")).where(_matches(clauses, excluded))
     return (query.order_by(rank).limit(best) if best else query).subquery()
