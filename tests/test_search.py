@@ -451,14 +451,22 @@ def test_no_query_gets_a_5xx(search_server, q, path, sort):
         assert len(body.decode().strip().splitlines()) == 1 or path == "/search"
 
 
-@pytest.mark.parametrize("q", ["rain", "cote OR shares", '"heavy rain" tag:africa', "abidjan -floods since:2025-01-01"])
+@pytest.mark.parametrize("q", ["rain", "cote OR shares", '"heavy rain" tag:africa', "abidjan -floods since:2025-01-01",
+                               "rain tag:africa", "rain -storm tag:africa", "tag:africa until:2025-03-10",
+                               "tag:africa -abidjan"])
 def test_each_way_of_reading_the_index_finds_the_same_items(store, q):
-    # SQLite reads a rare word's matches first, a common one's by date (see sqlite.text_plan): same answers.
+    # SQLite reads a rare word's matches first, a common one's by date (see sqlite.text_plan),
+    # among a tag's items when there is one to have: same answers, same counts.
     from aggregator.storage import search
 
     query = parse_query(q)
     with store.engine.connect() as connection:
-        answers = {plan: connection.scalars(search.matching("sqlite", query, False, plan)).all()
-                   for plan in ("first", "ordered", "probe")}
-    assert answers["first"] == answers["ordered"] == answers["probe"]
-    assert answers["first"]  # the queries find something
+        tag = search.required_tag(connection, query)
+        plans = [search.Plan(words, *among) for words in ("first", "ordered", "probe")
+                 for among in dict.fromkeys(((None, None), tag))]
+        answers = {plan: connection.scalars(search.matching("sqlite", query, False, plan)).all() for plan in plans}
+        counts = {plan: connection.scalar(search.counting("sqlite", query, 1000, plan)) for plan in plans}
+    assert ("tag:" in q) == (tag[0] is not None)
+    assert len(set(map(tuple, answers.values()))) == 1, answers
+    assert set(counts.values()) == {len(answers[plans[0]])}
+    assert answers[plans[0]]  # the queries find something

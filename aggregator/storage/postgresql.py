@@ -75,6 +75,8 @@ def checkpointer(engine: Engine) -> None:
 # --- the search index: a tsvector column on the items, with a GIN index -------
 
 ITEMS = table("items", column("id"), column("search_vector"))
+# A search reads the words in the item's own row.
+TEXT_BY_ID = False
 CONFIG = literal_column("'simple'")  # the words come folded and split already: no stemming, no stop words
 
 

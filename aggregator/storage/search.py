@@ -71,17 +71,22 @@ def build_index(connection: Connection) -> None:
 # --- searching ---------------------------------------------------------------
 
 
-def _has_tag(atom: HasTag) -> ColumnElement[bool]:
+def _tag_ids(atom: HasTag) -> Select:
+    """The tag named by slug or by name."""
+    tags = tags_table.c
+    return select(tags.id).where(or_(tags.slug == atom.name.lower(), tags.key == tag_key(atom.name)))
+
+
+def _has_tag(atom: HasTag, item_id: ColumnElement) -> ColumnElement[bool]:
     """The item carries the tag named by slug or by name."""
-    tags, tagged = tags_table.c, item_tags.alias()
-    tag_ids = select(tags.id).where(or_(tags.slug == atom.name.lower(), tags.key == tag_key(atom.name)))
-    return exists().where(tagged.c.item_id == items_table.c.id, tagged.c.tag_id.in_(tag_ids))
+    tagged = item_tags.alias()
+    return exists().where(tagged.c.item_id == item_id, tagged.c.tag_id.in_(_tag_ids(atom)))
 
 
-def _any_of(db: ModuleType, atoms: Sequence[Words | HasTag]) -> ColumnElement[bool]:
+def _any_of(db: ModuleType, atoms: Sequence[Words | HasTag], item_id: ColumnElement) -> ColumnElement[bool]:
     phrases = [atom.words for atom in atoms if isinstance(atom, Words)]
-    either = [db.text_filter(items_table.c.id, [phrases])] if phrases else []
-    either += [_has_tag(atom) for atom in atoms if isinstance(atom, HasTag)]
+    either = [db.text_filter(item_id, [phrases])] if phrases else []
+    either += [_has_tag(atom, item_id) for atom in atoms if isinstance(atom, HasTag)]
     return or_(*either)
 
 
@@ -108,36 +113,84 @@ def _parts(query: SearchQuery) -> _Parts:
     return _Parts(texts, excluded, others, alone)
 
 
-def conditions(db: ModuleType, query: SearchQuery, plan: str = "first") -> list[ColumnElement[bool]]:
-    """What an item must be to match; the words read as `plan` says."""
+def conditions(db: ModuleType, query: SearchQuery, words: str = "first", item_id: ColumnElement = items_table.c.id,
+               published: ColumnElement = items_table.c.published,
+               tag_had: HasTag | None = None) -> list[ColumnElement[bool]]:
+    """What an item must be to match: the words read as the plan says, of the
+    item with `item_id` dated `published` (the item's own columns unless
+    others hold them), `tag_had` known to be carried."""
     parts = _parts(query)
-    found = [db.text_filter(items_table.c.id, parts.texts, plan, parts.excluded)] if parts.texts else []
-    found += [_any_of(db, clause) for clause in query.all_of if any(isinstance(atom, HasTag) for atom in clause)]
+    found = [db.text_filter(item_id, parts.texts, words, parts.excluded)] if parts.texts else []
+    found += [_any_of(db, clause, item_id) for clause in query.all_of
+              if any(isinstance(atom, HasTag) for atom in clause) and clause != (tag_had,)]
     if parts.others:
-        found.append(not_(_any_of(db, parts.others)))
+        found.append(not_(_any_of(db, parts.others, item_id)))
     if query.since:
-        found.append(items_table.c.published >= _start_of(query.since))
+        found.append(published >= _start_of(query.since))
     if query.until:
-        found.append(items_table.c.published < _start_of(query.until + timedelta(days=1)))
+        found.append(published < _start_of(query.until + timedelta(days=1)))
     return found
 
 
-def plan_for(connection: Connection, query: SearchQuery, by_rank: bool) -> str:
-    """How the database is best asked for the newest matches (see the backends' `text_plan`)."""
+@dataclass(frozen=True)
+class Plan:
+    """How the database is best asked for the newest matches: how the words
+    are read (see the backends' `text_plan`), and the tag whose items, read
+    newest first from their own index, are the ones to look among."""
+
+    words: str = "first"
+    tag: int | None = None  # its id
+    tag_had: HasTag | None = None  # as the query names it
+
+
+def required_tag(connection: Connection, query: SearchQuery) -> tuple[int | None, HasTag | None]:
+    """The one tag every match must carry, when the query names one: its id and its name in the query."""
+    for clause in query.all_of:
+        if len(clause) == 1 and isinstance(clause[0], HasTag):
+            found = connection.scalars(_tag_ids(clause[0]).limit(2)).all()
+            if len(found) == 1:
+                return found[0], clause[0]
+    return None, None
+
+
+def plan_for(connection: Connection, query: SearchQuery, by_rank: bool) -> Plan:
+    """How the database is best asked for a query's matches, with the tag
+    every match must carry, if any (see `matching` and `counting`)."""
     parts = _parts(query)
-    if not parts.texts or by_rank:
-        return "first"
-    return _backend(connection).text_plan(connection, parts.texts, parts.excluded)
+    if parts.texts and by_rank:
+        return Plan()  # ranked in the index
+    tag = required_tag(connection, query)
+    if not parts.texts:
+        return Plan("first", *tag)
+    return Plan(_backend(connection).text_plan(connection, parts.texts, parts.excluded), *tag)
 
 
-def matching(dialect: str, query: SearchQuery, by_rank: bool, plan: str = "first", wanted: int = 0) -> Select:
+def _among_tag(db: ModuleType, query: SearchQuery, plan: Plan) -> Select:
+    """The matches among the plan's tag's items, newest first. The tag's rows
+    carry their item's date, so its index gives the feed order, and the
+    query is asked of them without reading the items, where the words are
+    looked up by id (the rows are read where the words are in them)."""
+    tagged = item_tags.c
+    where = and_(tagged.tag_id == plan.tag,
+                 *conditions(db, query, plan.words, tagged.item_id, tagged.published, plan.tag_had))
+    found = select(tagged.item_id.label("id")).select_from(item_tags)
+    if not db.TEXT_BY_ID:
+        found = found.join(items_table, items_table.c.id == tagged.item_id)
+    return found.where(where).order_by(tagged.published.desc(), tagged.item_id)
+
+
+def matching(dialect: str, query: SearchQuery, by_rank: bool, plan: Plan = Plan(), wanted: int = 0) -> Select:
     """The ids of the matches in order: newest first, or best first. Best
     first, a query the index answers alone is ranked there, and only the
     `wanted` best are read."""
     db = backend(dialect)
     items = items_table.c
-    where = and_(*conditions(db, query, plan))
     parts = _parts(query)
+    if plan.tag is not None and (plan.words != "first" or not parts.texts):
+        # A tag's items are fewer than all, in the same order: unless a few
+        # matches of the words are quicker to sort, look among the tag's newest.
+        return _among_tag(db, query, plan)
+    where = and_(*conditions(db, query, plan.words))
     if by_rank and parts.texts:
         ranks = db.text_ranks(parts.texts, wanted if parts.alone else None, parts.excluded)
         return (select(items.id).join(ranks, ranks.c.item_id == items.id).where(where)
@@ -145,12 +198,18 @@ def matching(dialect: str, query: SearchQuery, by_rank: bool, plan: str = "first
     return select(items.id).where(where).order_by(items.published.desc(), items.id)
 
 
-def counting(dialect: str, query: SearchQuery, cap: int) -> Select:
+def counting(dialect: str, query: SearchQuery, cap: int, plan: Plan = Plan()) -> Select:
     """How many items match, counted no further than `cap`: a word in every
-    other item is not counted to the last."""
+    other item is not counted to the last. With a tag to have, the matches
+    are looked up in the tag's rows, not in the items (each is asked of the
+    index there too when the words match nearly every item)."""
     db = backend(dialect)
     parts = _parts(query)
     if parts.alone:
         return db.text_count(parts.texts, cap, parts.excluded)
-    found = select(items_table.c.id).where(and_(*conditions(db, query))).limit(cap)
+    if plan.tag is not None:
+        words = "ordered" if plan.words == "probe" else "first"
+        found = _among_tag(db, query, Plan(words, plan.tag, plan.tag_had)).order_by(None).limit(cap)
+    else:
+        found = select(items_table.c.id).where(and_(*conditions(db, query))).limit(cap)
     return select(func.count()).select_from(found.subquery())

@@ -147,6 +147,8 @@ def checkpointer(engine: Engine) -> Checkpointer | None:
 
 # --- the search index: an FTS5 table beside the items, its rowid the item's id ---
 
+# A search asks the index of an item by its id, wherever the id is read from.
+TEXT_BY_ID = True
 SEARCH = table("items_search", column("rowid"), column("title"), column("body"), column("tags"))
 # Title first, then tags, then the text: a word in the headline says most.
 RANK_WEIGHTS = "10.0, 1.0, 4.0"

@@ -371,4 +371,5 @@ class Storage:
     def search_count(self, query: SearchQuery, cap: int = COUNT_CAP) -> int:
         """How many items match a query; `cap` when that many or more do."""
         with self._read() as session:
-            return session.scalar(search.counting(self.engine.dialect.name, query, cap)) or 0
+            plan = search.plan_for(session.connection(), query, by_rank=False)
+            return session.scalar(search.counting(self.engine.dialect.name, query, cap, plan)) or 0
