@@ -129,3 +129,25 @@ async def test_an_items_original_address_is_shown_and_fits_a_phone(served, brows
         "[...document.querySelectorAll('ul.items a')].find(a => a.textContent === 'A saved article').href"))
     assert await browser.evaluate("document.querySelector('p.link a').href") == address
     assert await browser.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
+
+
+async def test_a_search_typed_in_the_box_finds_and_marks_its_words_on_a_phone(served, browser):
+    _client, base = served
+    await browser.open(f"{base}/")
+    # As a person would: type into the box in the header and press its button.
+    await browser.evaluate("document.querySelector('form[role=search] input[name=q]').value = 'idlib -assad'")
+    await browser.evaluate("document.querySelector('form[role=search] button').click()")
+    for _ in range(100):
+        if "/search?" in await browser.evaluate("location.href") and \
+                await browser.evaluate("document.readyState") == "complete":
+            break
+        await asyncio.sleep(0.05)
+    assert await browser.evaluate("location.href") == f"{base}/search?q=idlib+-assad"
+    results = await browser.evaluate("[...document.querySelectorAll('ul.items li')].map(li => li.innerText)")
+    assert results and all("assad" not in text.lower() for text in results)
+    marked = await browser.evaluate("[...document.querySelectorAll('ul.items mark')].map(m => m.textContent)")
+    assert marked and {word.lower() for word in marked} == {"idlib"}
+    assert await browser.evaluate("document.querySelector('input[name=q]').value") == "idlib -assad"
+    assert await browser.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
+    feeds = await browser.evaluate("[...document.querySelectorAll('link[rel=alternate]')].map(l => l.href)")
+    assert f"{base}/feeds/search.atom?q=idlib+-assad" in feeds
