@@ -4,6 +4,8 @@ cases (each input file beside its expected result)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -11,17 +13,22 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import feedparser
 import pytest
+from aiohttp import web
 
 from aggregator.errors import SeedError
 from aggregator.model import Page
 from aggregator.read import read_page
+from aggregator.service import INGESTER
+from aggregator.web import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -197,3 +204,30 @@ def parse_case(source: Path, mtime: str) -> dict:
     except SeedError as error:
         return {"mtime": mtime, "status": str(error.status), "error": str(error)}
     return page_json(page, mtime)
+
+
+@contextlib.contextmanager
+def app_in_thread(settings, port: int) -> Iterator[None]:
+    """The real app, its seeds scanned once, serving on a loopback port from
+    a thread of its own, so that plain blocking clients (hypothesis's) drive it."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    runner: list[web.AppRunner] = []
+
+    async def start() -> None:
+        app = make_app(settings, schedule=False)
+        runner.append(web.AppRunner(app, access_log=None))
+        await runner[0].setup()
+        await app[INGESTER].scan()
+        await web.TCPSite(runner[0], "127.0.0.1", port).start()
+        started.set()
+
+    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
+    thread.start()
+    assert started.wait(60), "the app did not start"
+    try:
+        yield
+    finally:
+        asyncio.run_coroutine_threadsafe(runner[0].cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

@@ -1,26 +1,21 @@
 """Random requests to the real app on a real socket: whatever the method,
 path, query and headers, no 5xx; every 304 is right; every feed body parses."""
 
-import asyncio
 import gzip
 import http.client
 import json
-import threading
 from collections.abc import Iterator
 from urllib.parse import quote
 
 import feedparser
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from aggregator.config import settings_from
-from aggregator.service import INGESTER
-from aggregator.web import make_app
 
-from helpers import SEEDS, free_port
+from helpers import SEEDS, app_in_thread, free_port
 
 KNOWN_PATHS = ["/", "/feeds/all.atom", "/feeds/all.rss", "/feeds/all.json", "/feeds/tags/idlib.atom",
                "/feeds/tags/assad+idlib.rss", "/feeds/tags/assad,idlib.json", "/feeds/tags/Idlib.json",
@@ -38,25 +33,8 @@ def server(tmp_path_factory, request) -> Iterator[str]:
     settings = settings_from({"seeds.dir": str(SEEDS), "database.url": f"sqlite:///{root / 'db.sqlite'}",
                               "feeds.export_dir": str(root / "feeds"), "feeds.limit": 7,
                               "server.base_url": f"http://127.0.0.1:{port}"}, root)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    runner: list[web.AppRunner] = []
-
-    async def start() -> None:
-        app = make_app(settings, schedule=False)
-        runner.append(web.AppRunner(app, access_log=None))
-        await runner[0].setup()
-        await app[INGESTER].scan()
-        await web.TCPSite(runner[0], "127.0.0.1", port).start()
-        started.set()
-
-    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
-    thread.start()
-    assert started.wait(60), "the app did not start"
-    yield f"127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner[0].cleanup(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with app_in_thread(settings, port):
+        yield f"127.0.0.1:{port}"
 
 
 def segment() -> st.SearchStrategy[str]:

@@ -3,11 +3,9 @@ accents, the index kept in step with the items, the search page, search
 feeds, saved searches, the command, hostile queries, and results equal to a
 plain filter over `items --json`."""
 
-import asyncio
 import gzip
 import json
 import re
-import threading
 import unicodedata
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
@@ -16,7 +14,6 @@ from urllib.parse import quote
 import feedparser
 import pytest
 import sqlalchemy
-from aiohttp import web
 from alembic import command
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -30,7 +27,7 @@ from aggregator.service import CACHE, INGESTER, settings_of
 from aggregator.storage import Storage, migrate
 from aggregator.web import make_app
 
-from helpers import BASE, DATA, both_databases, fetch_feed, free_port, run, write_seed
+from helpers import BASE, DATA, app_in_thread, both_databases, fetch_feed, free_port, run, write_seed
 
 STORIES = [
     {"id": "floods", "title": "Floods in Côte d'Ivoire", "tags": ["Africa"], "date": "2025-03-02T10:00:00Z",
@@ -402,25 +399,8 @@ def search_server(tmp_path_factory, request) -> Iterator[str]:
     port = free_port()
     settings = settings_from({"seeds.dir": str(folder), "database.url": url, "feeds.export_dir": str(root / "f"),
                               "server.base_url": f"http://127.0.0.1:{port}"}, root)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    runner: list[web.AppRunner] = []
-
-    async def start() -> None:
-        app = make_app(settings, schedule=False)
-        runner.append(web.AppRunner(app, access_log=None))
-        await runner[0].setup()
-        await app[INGESTER].scan()
-        await web.TCPSite(runner[0], "127.0.0.1", port).start()
-        started.set()
-
-    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
-    thread.start()
-    assert started.wait(60), "the app did not start"
-    yield f"http://127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner[0].cleanup(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with app_in_thread(settings, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 # Pieces of query syntax, ours and the databases' (FTS5, tsquery), and text around them.
