@@ -164,8 +164,11 @@ class Writer:
                      .where(~exists().where(elsewhere.c.item_id == seen.item_id,
                                             elsewhere.c.source_id != source_id)))
         ids = self.connection.scalars(only_here).all()
-        gone = self.connection.execute(delete(items_table).where(items_table.c.id.in_(ids))).rowcount
-        search.unindex_items(self.connection, ids)
+        gone = 0
+        for start in range(0, len(ids), search.BATCH):  # a statement takes a bounded number of values
+            batch = ids[start:start + search.BATCH]
+            gone += self.connection.execute(delete(items_table).where(items_table.c.id.in_(batch))).rowcount
+            search.unindex_items(self.connection, batch)
         if gone:
             self.stamp()  # the feeds changed now
             self.changed = self.forgot = True
