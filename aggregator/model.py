@@ -184,7 +184,7 @@ class ItemUpdate:
 
 
 @dataclass(frozen=True)
-class StoredItem:
+class StoredItem(HasText):
     """An item as the feeds and pages show it."""
 
     guid: str

@@ -23,7 +23,7 @@ from aggregator.cache import FeedCache
 from aggregator.clock import Clock, utc_now
 from aggregator.config import Settings
 from aggregator.errors import AggregatorError, BadRequest, NotFound
-from aggregator.model import ScanReport
+from aggregator.model import ScanReport, StoredItem
 from aggregator.publish import (
     FeedSpec,
     RenderedFeed,
@@ -353,11 +353,11 @@ async def item_page(request: web.Request) -> web.StreamResponse:
 SORTS = ("newest", "rank")
 
 
-def found_item(item, wanted: frozenset[str]) -> dict[str, Any]:
+def found_item(item: StoredItem, wanted: frozenset[str]) -> dict[str, Any]:
     """A search result as the page shows it: the title and an excerpt around
     the first match, the words looked for highlighted, all else escaped."""
-    text = item.content or item.summary or ""
-    return {"item": item, "title": highlight(item.title, wanted), "excerpt": highlight(excerpt(text, wanted), wanted)}
+    return {"item": item, "title": highlight(item.title, wanted),
+            "excerpt": highlight(excerpt(item.text, wanted), wanted)}
 
 
 async def search_page(request: web.Request) -> web.StreamResponse:
