@@ -31,6 +31,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timezone
 
+import numpy as np
+
 from aggregator.model import BANDS, Fingerprint, ItemUpdate, KeyKind, KnownItem, PagePlan, ParsedItem, PlannedItem
 from aggregator.names import tag_key
 from aggregator.read.text import DATELINE
@@ -90,31 +92,18 @@ def shingles(tokens: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
     return frozenset(tokens[i : i + SHINGLE_WORDS] for i in range(len(tokens) - SHINGLE_WORDS + 1))
 
 
-def _hash64(value: str) -> int:
-    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
-
-
-# Each byte value spread over eight 32-bit lanes, one bit a lane: adding the
-# spread bytes of many hashes counts, per bit, how many hashes set it, with
-# eight big-integer additions per hash instead of 64 Python steps.
-_LANE = 32
-_SPREAD = tuple(sum(((byte >> bit) & 1) << (_LANE * bit) for bit in range(8)) for byte in range(256))
-
-
 def simhash(tokens: Sequence[str]) -> int:
-    """Bit i is set when most shingle hashes set it (Charikar 2002)."""
-    hashes = [_hash64(" ".join(shingle)) for shingle in shingles(tuple(tokens))]
-    counts = [0] * 8  # per byte of the hash
-    for h in hashes:
-        for byte in range(8):
-            counts[byte] += _SPREAD[(h >> (8 * byte)) & 0xFF]
-    mask = (1 << _LANE) - 1
-    value = 0
-    for byte in range(8):
-        for bit in range(8):
-            if 2 * ((counts[byte] >> (_LANE * bit)) & mask) > len(hashes):
-                value |= 1 << (8 * byte + bit)
-    return value
+    """Bit i is set when most shingle hashes set it (Charikar 2002). Each
+    shingle's hash is the first 8 bytes of its BLAKE2b, read big-endian (the
+    stored keys were made so); the bits are counted by numpy, all at once."""
+    found = shingles(tuple(tokens))
+    if not found:
+        return 0
+    digests = b"".join([hashlib.blake2b(" ".join(shingle).encode(), digest_size=8).digest() for shingle in found])
+    # Reversed, byte j of a row is bits 8j..8j+7 of its hash, lowest first.
+    rows = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 8)[:, ::-1]
+    counts = np.unpackbits(rows, axis=1, bitorder="little").sum(axis=0, dtype=np.int64)
+    return int.from_bytes(np.packbits(2 * counts > len(found), bitorder="little").tobytes(), "little")
 
 
 def simhash_bands(value: int) -> tuple[int, int, int, int]:

@@ -1,6 +1,9 @@
+import hashlib
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aggregator import dedupe, names
 from aggregator.model import KnownItem, ParsedItem
@@ -132,11 +135,22 @@ def test_simhash_bands_catch_close_hashes():
     assert any(x == y for x, y in zip(dedupe.simhash_bands(a), dedupe.simhash_bands(flipped), strict=True))
 
 
+def simhash_by_definition(tokens: tuple[str, ...]) -> int:
+    """Charikar's SimHash spelled out bit by bit, with the shingle hash the
+    stored keys were made with (BLAKE2b's first 8 bytes, big-endian)."""
+    hashes = [int.from_bytes(hashlib.blake2b(" ".join(s).encode(), digest_size=8).digest(), "big")
+              for s in dedupe.shingles(tokens)]
+    return sum(1 << bit for bit in range(64) if 2 * sum(h >> bit & 1 for h in hashes) > len(hashes))
+
+
 def test_simhash_is_the_majority_of_shingle_hash_bits():
     tokens = dedupe.words(STORM_NORTH.content)
-    hashes = [dedupe._hash64(" ".join(s)) for s in dedupe.shingles(tokens)]
-    expected = sum(1 << bit for bit in range(64) if 2 * sum(h >> bit & 1 for h in hashes) > len(hashes))
-    assert dedupe.simhash(tokens) == expected != 0
+    assert dedupe.simhash(tokens) == simhash_by_definition(tokens) != 0
+
+
+@given(st.lists(st.sampled_from(["rain", "storm", "côte", "a", "z" * 30, "1", "北"]), max_size=60))
+def test_simhash_of_any_words_is_the_definitions(tokens):
+    assert dedupe.simhash(tokens) == simhash_by_definition(tuple(tokens))
 
 
 def test_a_shared_band_alone_makes_a_candidate_only_when_the_texts_are_close():
