@@ -31,8 +31,6 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timezone
 
-import numpy as np
-
 from aggregator.model import BANDS, Fingerprint, ItemUpdate, KeyKind, KnownItem, PagePlan, ParsedItem, PlannedItem
 from aggregator.names import tag_key
 from aggregator.read.text import DATELINE
@@ -92,18 +90,29 @@ def shingles(tokens: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
     return frozenset(tokens[i : i + SHINGLE_WORDS] for i in range(len(tokens) - SHINGLE_WORDS + 1))
 
 
+# The shingle hashes of a text, one 64-bit row each, make one integer; the
+# mask of a column picks bit i of every row, and its bit count says how many
+# hashes set that bit. C does the counting, and it never lets go of the GIL:
+# a library that releases it for every small array starves the event loop's
+# thread, which then waits for it behind the ingest for half a second at a time.
+@functools.lru_cache(maxsize=256)
+def _columns(rows: int) -> tuple[int, ...]:
+    ones = int.from_bytes(b"\0\0\0\0\0\0\0\1" * rows, "big")
+    return tuple(ones << bit for bit in range(64))
+
+
 def simhash(tokens: Sequence[str]) -> int:
     """Bit i is set when most shingle hashes set it (Charikar 2002). Each
     shingle's hash is the first 8 bytes of its BLAKE2b, read big-endian (the
-    stored keys were made so); the bits are counted by numpy, all at once."""
+    stored keys were made so)."""
     found = shingles(tuple(tokens))
-    if not found:
-        return 0
-    digests = b"".join([hashlib.blake2b(" ".join(shingle).encode(), digest_size=8).digest() for shingle in found])
-    # Reversed, byte j of a row is bits 8j..8j+7 of its hash, lowest first.
-    rows = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 8)[:, ::-1]
-    counts = np.unpackbits(rows, axis=1, bitorder="little").sum(axis=0, dtype=np.int64)
-    return int.from_bytes(np.packbits(2 * counts > len(found), bitorder="little").tobytes(), "little")
+    rows = b"".join([hashlib.blake2b(" ".join(shingle).encode(), digest_size=8).digest() for shingle in found])
+    matrix = int.from_bytes(rows, "big")
+    value = 0
+    for bit, column in enumerate(_columns(len(found))):
+        if 2 * (matrix & column).bit_count() > len(found):
+            value |= 1 << bit
+    return value
 
 
 def simhash_bands(value: int) -> tuple[int, int, int, int]:
