@@ -19,6 +19,7 @@ bands after Manku, Jain and Das Sarma 2007), so a lookup never scans all items.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import math
@@ -30,6 +31,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timezone
+from itertools import chain
 
 from aggregator.model import BANDS, Fingerprint, ItemUpdate, KeyKind, KnownItem, PagePlan, ParsedItem, PlannedItem
 from aggregator.names import tag_key
@@ -396,9 +398,16 @@ def related_ids(fp: Fingerprint, holders: Mapping[str, Collection[int]], exclude
     """The items (by id) whose headlines share the most topic-word pairs with
     the sighting's, oldest first among equals: the few worth comparing.
     `holders` maps each topic key to the items known by it."""
-    shared = Counter(ref for key in set(fp.topics) for ref in holders.get(key, ()) if ref != exclude)
-    ranked = sorted(shared.items(), key=lambda s: (-s[1], age_of(s[0])))
-    return [ref for ref, _ in ranked[:limit]]
+    shared = Counter(chain.from_iterable([holders.get(key, ()) for key in set(fp.topics)]))
+    shared.pop(exclude, None)
+    # Every headline of a long page may share its word pairs with hundreds of
+    # items: counted and sorted by C, never a Python step per item. Ascending
+    # refs are the page's new items youngest first, then the stored oldest first.
+    refs = sorted(shared)
+    stored_from = bisect.bisect_right(refs, 0)
+    oldest_first = refs[stored_from:] + refs[stored_from - 1 :: -1] if stored_from else refs
+    # A stable sort by count keeps the oldest first among equals.
+    return sorted(oldest_first, key=shared.__getitem__, reverse=True)[:limit]
 
 
 # --- candidates among the rows the store found ------------------------------------

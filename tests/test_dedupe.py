@@ -1,4 +1,5 @@
 import hashlib
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -151,6 +152,26 @@ def test_simhash_is_the_majority_of_shingle_hash_bits():
 @given(st.lists(st.sampled_from(["rain", "storm", "côte", "a", "z" * 30, "1", "北"]), max_size=60))
 def test_simhash_of_any_words_is_the_definitions(tokens):
     assert dedupe.simhash(tokens) == simhash_by_definition(tuple(tokens))
+
+
+def related_by_definition(topics, holders, exclude, limit):
+    """The items sharing the most topic keys, oldest first among equals:
+    stored ids ascending, then the page's new items (-1, -2, …) in page order."""
+    shared = {}
+    for key in set(topics):
+        for ref in holders.get(key, ()):
+            if ref != exclude:
+                shared[ref] = shared.get(ref, 0) + 1
+    return sorted(shared, key=lambda ref: (-shared[ref], ref < 0, abs(ref)))[:limit]
+
+
+@given(st.dictionaries(st.sampled_from("abcdefgh"), st.sets(st.integers(-40, 40).filter(bool), max_size=30)),
+       st.lists(st.sampled_from("abcdefghij"), max_size=10), st.one_of(st.none(), st.integers(-40, 40)),
+       st.integers(1, 12))
+def test_related_ids_rank_by_shared_keys_then_age(holders, topics, exclude, limit):
+    fp = dedupe.fingerprint("A headline", "Some text")
+    fp = replace(fp, topics=tuple(topics))
+    assert dedupe.related_ids(fp, holders, exclude, limit) == related_by_definition(topics, holders, exclude, limit)
 
 
 def test_a_shared_band_alone_makes_a_candidate_only_when_the_texts_are_close():
