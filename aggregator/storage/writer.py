@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import Table, bindparam, delete, exists, insert, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.elements import TextClause
 
 from aggregator.clock import MICROSECOND, from_micros
@@ -54,6 +54,19 @@ def _newest_per_key(count: int) -> TextClause:
     part = ("SELECT * FROM (SELECT kind, value, item_id, simhash FROM fingerprints "
             "WHERE kind = :k{n} AND value = :v{n} ORDER BY item_id DESC LIMIT :per_key) AS p{n}")
     return text(" UNION ALL ".join(part.format(n=n) for n in range(count)))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_rows(table: Table, columns: tuple[str, ...], if_absent: bool, dialect: Dialect
+                   ) -> tuple[str, tuple[int, ...] | None]:
+    """An INSERT's SQL for these columns, compiled once, and where each
+    column's value goes in the driver's positional parameters (None: the
+    driver takes them by name)."""
+    statement = insert_if_absent(dialect.name, table) if if_absent else insert(table)
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    if not compiled.positional:
+        return str(compiled), None
+    return str(compiled), tuple(columns.index(name) for name in compiled.positiontup or ())
 
 
 class Writer:
@@ -187,6 +200,18 @@ class Writer:
         if rows:
             self.connection.execute(insert_if_absent(self.connection.dialect.name, table), rows)
 
+    def _insert_rows(self, table: Table, columns: tuple[str, ...], rows: list[tuple], if_absent: bool = False) -> None:
+        """Rows of plain numbers and strings, straight to the driver's
+        executemany: a page writes tens of thousands of key rows, and building
+        a parameter dictionary for each row took longer than the database
+        took to store it."""
+        if not rows:
+            return
+        sql, order = _compiled_rows(table, columns, if_absent, self.connection.dialect)
+        params = ([tuple(row[i] for i in order) for row in rows] if order is not None
+                  else [dict(zip(columns, row, strict=True)) for row in rows])
+        self.connection.exec_driver_sql(sql, params)
+
     def save(self, plan: PagePlan, source_id: int) -> None:
         """Write a page's plan: its new items, changes, keys, tags and sightings."""
         ids = self._insert_items([item for item in plan.items if item.is_new])
@@ -214,17 +239,15 @@ class Writer:
         self._insert_new(item_tags, [{"item_id": stored(item.ref), "tag_id": tag_ids[tag_key(name)],
                                       "published": item.published}
                                      for item in plan.items for name in item.new_tags])
-        self._insert_new(fingerprints_table, [
-            {"item_id": stored(ref), "kind": kind, "value": value,
-             "simhash": None if simhash is None else _signed(simhash)}
-            for ref, kind, value, simhash in plan.keys])
-        self._insert_new(item_sources, [{"item_id": stored(ref), "source_id": source_id}
-                                        for ref in dict.fromkeys(ref for ref, _ in plan.sightings)])
+        self._insert_rows(fingerprints_table, ("item_id", "kind", "value", "simhash"), [
+            (stored(ref), kind, value, None if simhash is None else _signed(simhash))
+            for ref, kind, value, simhash in plan.keys], if_absent=True)
+        self._insert_rows(item_sources, ("item_id", "source_id"),
+                          [(stored(ref), source_id) for ref in dict.fromkeys(ref for ref, _ in plan.sightings)],
+                          if_absent=True)
         self.connection.execute(sightings.delete().where(sightings.c.source_id == source_id))
-        if plan.sightings:
-            self.connection.execute(sightings.insert(), [
-                {"source_id": source_id, "position": position, "item_id": stored(ref), "title": title}
-                for position, (ref, title) in enumerate(plan.sightings)])
+        self._insert_rows(sightings, ("source_id", "position", "item_id", "title"), [
+            (source_id, position, stored(ref), title) for position, (ref, title) in enumerate(plan.sightings)])
         self._link([(stored(a), stored(b)) for a, b in plan.links])
         # Every item in the plan is new, or changed its texts or tags. A new
         # one is indexed from the plan: every tag it has, it gains here.
@@ -276,8 +299,8 @@ class Writer:
         new = [(a, b) for a, b in dict.fromkeys(pairs) if (a, b) not in existing]
         if not new:
             return
-        self.connection.execute(item_links.insert(), [
-            {"item_id": x, "related_id": y} for a, b in new for x, y in ((a, b), (b, a))])
+        self._insert_rows(item_links, ("item_id", "related_id"),
+                          [pair for a, b in new for pair in ((a, b), (b, a))])
         self.touched.update(i for pair in new for i in pair)
         self.connection.execute(update(items_table).where(items_table.c.id == bindparam("linked")),
                                 [{"linked": item_id, "updated": self.stamp()}
