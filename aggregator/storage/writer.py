@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
@@ -208,8 +209,12 @@ class Writer:
         if not rows:
             return
         sql, order = _compiled_rows(table, columns, if_absent, self.connection.dialect)
-        params = ([tuple(row[i] for i in order) for row in rows] if order is not None
-                  else [dict(zip(columns, row, strict=True)) for row in rows])
+        if order is None:
+            params = [dict(zip(columns, row, strict=True)) for row in rows]
+        elif order == tuple(range(len(columns))):
+            params = rows
+        else:
+            params = list(map(operator.itemgetter(*order), rows))
         self.connection.exec_driver_sql(sql, params)
 
     def save(self, plan: PagePlan, source_id: int) -> None:
