@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Table, bindparam, delete, exists, insert, select, text, update
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.elements import ClauseElement, TextClause
 
 from aggregator.clock import MICROSECOND, from_micros
 from aggregator.model import FileStatus, KnownItem, PagePlan, PlannedItem, SourceFile
@@ -57,17 +57,27 @@ def _newest_per_key(count: int) -> TextClause:
     return text(" UNION ALL ".join(part.format(n=n) for n in range(count)))
 
 
+def _for_driver(statement: ClauseElement, dialect: Dialect, columns: Sequence[str] = ()
+                ) -> tuple[str, tuple[str, ...] | None]:
+    """A statement's SQL in the driver's own terms, and the names of its
+    positional parameters in order (None: the driver takes them by name)."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns) or None)
+    return str(compiled), tuple(compiled.positiontup or ()) if compiled.positional else None
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled_rows(table: Table, columns: tuple[str, ...], if_absent: bool, dialect: Dialect
                    ) -> tuple[str, tuple[int, ...] | None]:
     """An INSERT's SQL for these columns, compiled once, and where each
-    column's value goes in the driver's positional parameters (None: the
-    driver takes them by name)."""
+    column's value goes in the driver's positional parameters."""
     statement = insert_if_absent(dialect.name, table) if if_absent else insert(table)
-    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-    if not compiled.positional:
-        return str(compiled), None
-    return str(compiled), tuple(columns.index(name) for name in compiled.positiontup or ())
+    sql, names = _for_driver(statement, dialect, columns)
+    return sql, None if names is None else tuple(columns.index(name) for name in names)
+
+
+@functools.lru_cache(maxsize=2 * KEYS_PER_QUERY)
+def _newest_per_key_sql(count: int, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+    return _for_driver(_newest_per_key(count), dialect)
 
 
 class Writer:
@@ -111,7 +121,11 @@ class Writer:
             params: dict[str, object] = {"per_key": per_key}
             for n, (kind, value) in enumerate(chunk):
                 params[f"k{n}"], params[f"v{n}"] = kind, value
-            rows.extend(self.connection.execute(_newest_per_key(len(chunk)), params).all())
+            # Run as the driver's SQL: hundreds of parameters per statement,
+            # passed through unprocessed.
+            sql, names = _newest_per_key_sql(len(chunk), self.connection.dialect)
+            found = self.connection.exec_driver_sql(sql, params if names is None else tuple(map(params.get, names)))
+            rows.extend(found.all())
         return rows
 
     def tag_keys(self, ids: Sequence[int]) -> dict[int, set[str]]:
