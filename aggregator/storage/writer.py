@@ -282,9 +282,15 @@ class Writer:
         rows = [{"guid": item.guid, "key": guid_key(item.guid), "title": item.title,
                  "summary": item.summary, "content": item.content, "published": item.published,
                  "link": item.link, "updated": self.stamp(), "first_seen": self.now} for item in new]
-        result = self.connection.execute(
-            insert(items_table).returning(items_table.c.id, sort_by_parameter_order=True), rows)
-        return {item.ref: item_id for item, item_id in zip(new, result.scalars(), strict=True)}
+        # One executemany, then the ids by their unique guids: a RETURNING in
+        # the rows' order is one statement per row on SQLite.
+        self.connection.execute(insert(items_table), rows)
+        ids: dict[str, int] = {}
+        guids = items_table.c.guid
+        for start in range(0, len(new), search.BATCH):
+            chunk = [item.guid for item in new[start : start + search.BATCH]]
+            ids.update(self.connection.execute(select(guids, items_table.c.id).where(guids.in_(chunk))).all())
+        return {item.ref: ids[item.guid] for item in new}
 
     def _tag_ids(self, names: Sequence[str]) -> dict[str, int]:
         """Tag ids by key, creating the tags not seen before."""
