@@ -29,6 +29,11 @@ ROUTES = {
     "status": "/status.json",
 }
 
+# Left as typed in a search's address: `tag:idlib` and `since:2025-03-01`
+# read as they were written (RFC 3986 allows them in a query), and a reader
+# that fetched the address as typed finds its own address in the feed.
+QUERY_SAFE = ":"
+
 # A variable part of a route, "{name}" or "{name:pattern}".
 _PART = re.compile(r"\{(\w+)(?::[^{}]*)?\}")
 
@@ -68,12 +73,12 @@ class Urls:
 
     def search_page(self, q: str = "", **params: object) -> str:
         """The search page, for the query and any other parameters (sort, page) given."""
-        query = urlencode({"q": q, **params}) if q else ""
+        query = urlencode({"q": q, **params}, safe=QUERY_SAFE) if q else ""
         return self.base + path("search_page") + (f"?{query}" if query else "")
 
     def search_feed(self, fmt: str, q: str, query: str = "") -> str:
         """The feed of a search; `query` holds its other parameters ("&limit=5")."""
-        return self.base + path("search_feed", fmt=fmt) + "?" + urlencode({"q": q}) + query
+        return self.base + path("search_feed", fmt=fmt) + "?" + urlencode({"q": q}, safe=QUERY_SAFE) + query
 
     def subscriptions(self) -> str:
         return self.base + path("subscriptions")
