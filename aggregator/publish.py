@@ -28,7 +28,7 @@ from aggregator.render import (
 )
 from aggregator.search import parse_query
 from aggregator.storage import Storage
-from aggregator.urls import Urls, feed_path, path
+from aggregator.urls import QUERY_SAFE, Urls, feed_path, path
 
 MAX_TAGS_PER_FEED = 20
 FEED_NAMESPACE = uuid.UUID("0b7d3f0e-5a41-4c1e-8f53-2f4f8f6c9a11")
@@ -59,7 +59,8 @@ class FeedSpec:
 
     @property
     def identity(self) -> str:
-        """What its id is made from: a search is its query, wherever it is written."""
+        """What its id is made from: a search is its query, wherever it is written
+        (encoded as it always was: the id of a feed never changes)."""
         return "search?" + urlencode({"q": self.q}) if self.q else self.name
 
     @functools.cached_property
@@ -84,7 +85,7 @@ def feed_query(settings: Settings, limit: int, page: int, q: str = "") -> str:
         params["limit"] = limit
     if page > 1:
         params["page"] = page
-    return "?" + urlencode(params) if params else ""
+    return "?" + urlencode(params, safe=QUERY_SAFE) if params else ""
 
 
 def feed_title(settings: Settings, tags: Sequence[Tag] = (), match_all: bool = False, q: str = "") -> str:

@@ -273,6 +273,16 @@ async def test_a_search_feed_is_a_feed_like_any_other(searched):
     assert searched.app[CACHE].hits == hits + 1
 
 
+async def test_a_search_address_as_typed_is_its_own_self_link(searched):
+    """`tag:` and `since:` keep their colons, so a reader that fetched the
+    address as a person typed it finds that address as the feed's self."""
+    typed = "/feeds/search.rss?q=rain+tag:africa+since:2025-03-01&limit=1"
+    _, _, feed = await fetch_feed(searched, typed, count=1)
+    links = {link.rel: link.href for link in feed.feed.links}
+    assert links["self"] == BASE + typed
+    assert links["next"] == BASE + typed + "&page=2"
+
+
 async def test_saved_searches_are_in_the_opml_and_the_export_folder(searched):
     settings = settings_of(searched.app)
     opml = await (await searched.get("/feeds.opml")).text()
