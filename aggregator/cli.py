@@ -71,11 +71,10 @@ def from_store(settings: Settings, read: Callable[[Storage], T]) -> T:
 
 
 def print_report(report: ScanReport) -> None:
-    failed = report.files_failed
     print(f"files: {report.files_seen} seen, {report.files_changed} changed, "
-          f"{len(failed)} failed, {report.missing} gone")
+          f"{report.not_read_counts}, {report.missing} gone")
     print(f"items: {report.new_items} new, {report.updated_items} updated")
-    for result in failed:
+    for result in report.files_not_read:
         print(f"  {result.status}: {result.path}: {result.reason}")
 
 

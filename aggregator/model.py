@@ -249,8 +249,16 @@ class ScanReport:
         return len(self.files)
 
     @property
-    def files_failed(self) -> tuple[FileResult, ...]:
+    def files_not_read(self) -> tuple[FileResult, ...]:
+        """Files that gave no items: skipped (not a news page, too large, not a
+        regular file) or failed (unreadable, or the store refused them)."""
         return tuple(f for f in self.files if f.status not in (FileStatus.OK, FileStatus.IGNORED))
+
+    @property
+    def not_read_counts(self) -> str:
+        """"2 skipped, 0 failed": a page that is not news did not fail."""
+        skipped = sum(f.status == FileStatus.SKIPPED for f in self.files)
+        return f"{skipped} skipped, {len(self.files_not_read) - skipped} failed"
 
     @property
     def new_items(self) -> int:

@@ -117,8 +117,8 @@ class Ingester:
         self.last_success = report.finished
         self.last_error = None
         log.info(
-            "scan done in %.2fs: %d files, %d changed, %d failed, %d new items, %d updated%s",
-            report.seconds, report.files_seen, report.files_changed, len(report.files_failed),
+            "scan done in %.2fs: %d files, %d changed, %s, %d new items, %d updated%s",
+            report.seconds, report.files_seen, report.files_changed, report.not_read_counts,
             report.new_items, report.updated_items,
             f", {report.deferred} still being written" if report.deferred else "",
         )

@@ -431,7 +431,7 @@ def report_json(report: ScanReport | None) -> dict[str, Any] | None:
         "files_changed": report.files_changed,
         "new_items": report.new_items,
         "updated_items": report.updated_items,
-        "failed": [{"path": f.path, "status": f.status, "reason": f.reason} for f in report.files_failed],
+        "failed": [{"path": f.path, "status": f.status, "reason": f.reason} for f in report.files_not_read],
     }
 
 

@@ -35,10 +35,10 @@ def aggregator(config, *args):
 
 def test_ingest_twice_reports_no_new_items_the_second_time(config):
     first = aggregator(config, "ingest")
-    assert "files: 5 seen, 5 changed, 0 failed, 0 gone" in first
+    assert "files: 5 seen, 5 changed, 0 skipped, 0 failed, 0 gone" in first
     assert "items: 30 new, 1 updated" in first
     second = aggregator(config, "ingest")
-    assert "files: 5 seen, 0 changed, 0 failed, 0 gone" in second
+    assert "files: 5 seen, 0 changed, 0 skipped, 0 failed, 0 gone" in second
     assert "items: 0 new, 0 updated" in second
     exported = sorted(p.relative_to(config.parent / "public").as_posix()
                       for p in (config.parent / "public").rglob("*") if p.is_file())

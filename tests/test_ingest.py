@@ -26,7 +26,7 @@ def ids_by_title(storage):
 @both_databases
 def test_shipped_seeds_give_30_items_with_tags(storage, settings, clock):
     report = scan(storage, settings, clock)
-    assert (report.files_seen, report.files_changed, len(report.files_failed)) == (5, 5, 0)
+    assert (report.files_seen, report.files_changed, len(report.files_not_read)) == (5, 5, 0)
     assert sum(f.parsed_items for f in report.files) == 31
     assert [f.path for f in report.files] == sorted(path.name for path in settings.seeds_dir.iterdir())
     assert (report.new_items, report.updated_items) == (30, 1)
@@ -160,7 +160,8 @@ def test_bad_files_are_recorded_and_the_scan_goes_on(storage, settings, clock):
     write_seed(settings.seeds_dir, "draft.txt.swp", "Title\n\nBody of a swap file.")
     report = scan(storage, settings, clock)
     assert report.files_seen == 8
-    assert {f.path: f.status for f in report.files_failed} == {"empty.txt": "skipped", "prose.txt": "skipped"}
+    assert {f.path: f.status for f in report.files_not_read} == {"empty.txt": "skipped", "prose.txt": "skipped"}
+    assert report.not_read_counts == "2 skipped, 0 failed"  # a page that is not news did not fail
     sources = storage.sources()
     assert sources["empty.txt"].reason == "empty file: no text"
     # An image is no failure whatever its name: it is recorded as ignored, with what it is.
@@ -199,8 +200,9 @@ def test_a_file_is_one_transaction(storage, settings, clock):
             "CREATE TRIGGER refuse AFTER INSERT ON items WHEN NEW.title LIKE 'UN accuses%' "
             "BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
     report = scan(storage, settings, clock)
-    failed = {f.path: f.reason for f in report.files_failed}
+    failed = {f.path: f.reason for f in report.files_not_read}
     assert list(failed) == ["001_467ccc5a45811305.txt"]
+    assert report.not_read_counts == "0 skipped, 1 failed"
     assert "disk full" in failed["001_467ccc5a45811305.txt"]
     assert [(t.slug, n) for t, n in storage.tags()] == [("assad", 10)]
     assert len(storage.all_items()) == 20  # 9 + 1 merged + 1 wire + 10 Assad, none of 001

@@ -170,7 +170,7 @@ def test_a_saved_pages_assets_are_ignored_not_failed(storage, tmp_path, clock):
     folder = web_seeds(tmp_path, "a01_herald_front.html", "a01_herald_front_files", "b02_metro_tram.html",
                        "b02_metro_tram-Dateien")
     report = run_once(storage, folder, clock=clock)
-    assert report.files_failed == ()
+    assert report.files_not_read == ()
     sources = storage.sources()
     assert {path: (source.status, source.reason) for path, source in sources.items() if source.status != "ok"} == {
         "a01_herald_front_files/cookies.js": ("ignored", "asset of a saved page (in a01_herald_front_files/)"),

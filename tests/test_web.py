@@ -320,7 +320,7 @@ async def test_a_failing_database_keeps_serving_the_last_good_data(client, setti
                "Contents tagged with Idlib\n\n  • A story the full disk refused\n\n"
                "    Its teaser, which could not be stored …\n")
     report = await client.app[INGESTER].scan()
-    [failed] = report.files_failed
+    [failed] = report.files_not_read
     assert failed.path == "040_more.txt" and "database or disk is full" in failed.reason
     assert "040_more.txt: failed: database error" in caplog.text
     assert await (await client.get("/feeds/tags/idlib.atom")).read() == before
