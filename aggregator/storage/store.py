@@ -8,13 +8,13 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import exists, func, select, union, update
+from sqlalchemy import exists, func, select, union
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.sql.selectable import Subquery
 
-from aggregator.clock import from_micros, to_micros
+from aggregator.clock import from_micros
 from aggregator.errors import StorageError
 from aggregator.model import FileState, FileStatus, SourceFile, StoredItem, Tag
 from aggregator.names import tag_key
@@ -201,10 +201,7 @@ class Storage:
             writer = Writer(connection, now)
             yield writer
             if writer.changed:
-                connection.execute(update(StateRow).where(StateRow.key == "data_version")
-                                   .values(value=StateRow.value + 1))
-                connection.execute(update(StateRow).where(StateRow.key == "data_changed_at")
-                                   .values(value=to_micros(writer.last_change)))
+                writer.record_change()
         self._touched |= writer.touched  # committed
         self._forgot |= writer.forgot
 
