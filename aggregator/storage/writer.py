@@ -98,6 +98,12 @@ _SOURCE_READ = update(sources_table).where(_sources.id == bindparam("source_id")
 _SOURCE_TOUCHED = update(sources_table).where(_sources.path == bindparam("at_path"))
 _FORGET_SIGHTINGS = delete(sightings).where(sightings.c.source_id == bindparam("source_id"))
 _ITEM_UPDATED = update(items_table).where(_items.id == bindparam("item_id"))
+_TAG_DATES_MOVED = (update(item_tags)
+                    .where(item_tags.c.item_id == bindparam("tagged_item"),
+                           item_tags.c.published != bindparam("moved_to"))
+                    .values(published=bindparam("moved_to")))
+_TAG_IDS = select(tags_table.c.key, tags_table.c.id).where(tags_table.c.key.in_(bindparam("keys", expanding=True)))
+_LINKED = select(item_links.c.item_id, item_links.c.related_id).where(item_links.c.item_id.in_(_IDS))
 _STATE = select(_state.value).where(_state.key == bindparam("state_key"))
 _DATA_VERSION_BUMPED = update(StateRow.__table__).where(_state.key == "data_version").values(value=_state.value + 1)
 _DATA_CHANGED_AT = update(StateRow.__table__).where(_state.key == "data_changed_at")
@@ -260,17 +266,14 @@ class Writer:
         self.touched.update(ids.values(), (item.ref for item in changed))
         if changed:
             self.connection.execute(
-                update(items_table).where(items_table.c.id == bindparam("item_id")),
+                _ITEM_UPDATED,
                 [{"item_id": item.ref, "title": item.title, "summary": item.summary,
                   "content": item.content, "published": item.published, "link": item.link,
                   "updated": self.stamp()}
                  for item in changed])
             # Rows whose date is already right are left alone, not rewritten.
-            tagged = item_tags.c
             self.connection.execute(
-                update(item_tags)
-                .where(tagged.item_id == bindparam("tagged_item"), tagged.published != bindparam("moved_to"))
-                .values(published=bindparam("moved_to")),
+                _TAG_DATES_MOVED,
                 [{"tagged_item": item.ref, "moved_to": item.published} for item in changed])
         tag_ids = self._tag_ids([name for item in plan.items for name in item.new_tags])
         self._insert_new(item_tags, [{"item_id": stored(item.ref), "tag_id": tag_ids[tag_key(name)],
@@ -315,7 +318,7 @@ class Writer:
         if not by_key:
             return {}
         table = tags_table
-        ids = dict(self.connection.execute(select(table.c.key, table.c.id).where(table.c.key.in_(by_key))).all())
+        ids = dict(self.connection.execute(_TAG_IDS, {"keys": list(by_key)}).all())
         for key in sorted(by_key.keys() - ids.keys()):
             name = by_key[key]
             ids[key] = self.connection.scalar(insert(table).values(
@@ -335,9 +338,7 @@ class Writer:
         link, so both count as updated for the feeds."""
         if not pairs:
             return
-        links = item_links.c
-        existing = set(self.connection.execute(
-            select(links.item_id, links.related_id).where(links.item_id.in_({a for a, _ in pairs}))).all())
+        existing = set(self.connection.execute(_LINKED, {"ids": list({a for a, _ in pairs})}).all())
         new = [(a, b) for a, b in dict.fromkeys(pairs) if (a, b) not in existing]
         if not new:
             return
