@@ -144,10 +144,12 @@ def ingest_file(storage: Storage, seed: SeedFile, data: bytes, sha256: str, now:
                       seed.mtime_ns / 1e9)
 
 
-def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Clock,
-              max_bytes: int = DEFAULT_MAX_FILE_BYTES, known_size: int = 0) -> FileResult | None:
+def scan_file(storage: Storage, seed: SeedFile, previous: FileState | None, clock: Clock,
+              max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> FileResult | None:
     """Read one file whose size or mtime changed; None when its bytes did not.
-    `known_sha` and `known_size`: the version read before, if it was read."""
+    `previous`: what its last read left, if it was ever listed."""
+    known_sha = previous.sha256 if previous is not None and previous.settled else None
+    known_size = previous.size if previous is not None and previous.status == FileStatus.OK else 0
     try:
         if seed.odd is not None:
             raise SeedError(seed.odd)
@@ -168,17 +170,6 @@ def scan_file(storage: Storage, seed: SeedFile, known_sha: str | None, clock: Cl
     return ingest_file(storage, seed, data, sha256, clock(), grown)
 
 
-def is_settled(previous: FileState | None) -> bool:
-    """Was the file read as it is? One that could not be read is tried again,
-    and one that was gone and came back is read again, so its status is its
-    own once more."""
-    return previous is not None and previous.status not in (FileStatus.FAILED, FileStatus.MISSING)
-
-
-def is_unchanged(previous: FileState | None, seed: SeedFile) -> bool:
-    return is_settled(previous) and previous.size == seed.size and previous.mtime_ns == seed.mtime_ns
-
-
 def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_IGNORE,
              clock: Clock = utc_now, settle_seconds: float = 0.0,
              stopping: Callable[[], bool] = lambda: False,
@@ -188,7 +179,7 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
     `stopping` is asked between files, so a shutdown waits for one file only."""
     started = clock()
     storage.check_file()  # a replaced database fails the scan, not each file
-    known = storage.file_states()
+    known = storage.folder_state()
     now_ns = time.time_ns()
     settled_before = now_ns - int(settle_seconds * 1e9)
     present: set[str] = set()
@@ -203,18 +194,16 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
         # (a clock that was ahead) would otherwise defer the file forever.
         if settled_before < seed.mtime_ns <= now_ns:
             deferred += 1
-        elif not is_unchanged(known.get(seed.rel), seed):
+        elif seed[1:4] not in known.settled:  # (rel, size, mtime_ns) as last read
             changed.append(seed)
     results: list[FileResult] = []
     for seed in by_name(changed):
         if stopping():
             break
         try:
-            previous = known.get(seed.rel)
-            read_before = previous is not None and previous.status == FileStatus.OK
-            known_sha = storage.content_hash(seed.rel) if is_settled(previous) else None
-            result = scan_file(storage, seed, known_sha, clock, max_file_bytes,
-                               previous.size if read_before else 0)
+            # A file never read, or marked missing, has no state worth a query.
+            previous = storage.file_state(seed.rel) if seed.rel in known.listed else None
+            result = scan_file(storage, seed, previous, clock, max_file_bytes)
         except AggregatorError as error:
             # The store refused this file (locked, full …): nothing of it was
             # written, and its source row is unchanged, so the next scan retries.
@@ -225,8 +214,7 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
             result = FileResult(seed.rel, FileStatus.FAILED, f"unexpected error: {error!r}")
         if result is not None:
             results.append(result)
-    gone = [path for path, src in known.items()
-            if path not in present and src.status != FileStatus.MISSING and not listing.is_unseen(path)]
+    gone = sorted(path for path in known.listed - present if not listing.is_unseen(path))
     if gone:
         with storage.writer(clock()) as w:
             w.mark_missing(gone)

@@ -214,14 +214,32 @@ class SourceFile:
     checked_at: datetime | None = None
 
 
+# Files read again even when they look unchanged.
+UNSETTLED = (FileStatus.FAILED, FileStatus.MISSING)
+
+
 class FileState(NamedTuple):
-    """What a scan compares a seed file with: the part of SourceFile that says
-    whether it changed. A named tuple, not a dataclass: a rescan builds one
-    per file, and tuples build several times faster."""
+    """What a scan knows of a changed seed file from its last read."""
 
     size: int
-    mtime_ns: int
     status: str  # a FileStatus, as read from the store
+    sha256: str  # of the bytes last read; "" when none were
+
+    @property
+    def settled(self) -> bool:
+        """Was the file read as it is? One that could not be read is tried
+        again, and one that was gone and came back is read again, so its
+        status is its own once more."""
+        return self.status not in UNSETTLED
+
+
+class FolderState(NamedTuple):
+    """What a rescan compares the listing with, as sets a rescan of tens of
+    thousands of files tests in C: a file whose (path, size, mtime) is in
+    `settled` is passed over without a step of Python of its own."""
+
+    settled: set[tuple[str, int, int]]  # (path, size, mtime_ns) of every file read as it is
+    listed: set[str]  # every path not marked missing
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,12 @@ feeds, pages and commands make."""
 from __future__ import annotations
 
 import contextlib
+import operator
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import exists, func, select, union
+from sqlalchemy import bindparam, exists, func, select, union
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -16,7 +17,7 @@ from sqlalchemy.sql.selectable import Subquery
 
 from aggregator.clock import from_micros
 from aggregator.errors import StorageError
-from aggregator.model import FileState, FileStatus, SourceFile, StoredItem, Tag
+from aggregator.model import UNSETTLED, FileState, FileStatus, FolderState, SourceFile, StoredItem, Tag
 from aggregator.names import tag_key
 from aggregator.search import SearchQuery
 from aggregator.storage import migrate, search
@@ -32,6 +33,14 @@ from aggregator.storage.schema import (
     tags_table,
 )
 from aggregator.storage.writer import Writer
+
+# Every file not marked missing, with its mtime only when it was read as it
+# is: one query, the driver's own SQL (the statuses are ours, written in).
+_UNSETTLED_SQL = ", ".join(f"'{status}'" for status in UNSETTLED)
+_FOLDER_STATE = (f"SELECT path, size, CASE WHEN status IN ({_UNSETTLED_SQL}) THEN NULL ELSE mtime_ns END "
+                 f"FROM sources WHERE status != '{FileStatus.MISSING}'")
+_FILE_STATE = (select(sources_table.c.size, sources_table.c.status, sources_table.c.sha256)
+               .where(sources_table.c.path == bindparam("at_path")))
 
 # A search page says "10 000 or more" rather than count a common word to the last.
 COUNT_CAP = 10_000
@@ -233,24 +242,25 @@ class Storage:
         return {path: SourceFile(path, size, mtime_ns, sha256, FileStatus(status), reason, count, checked)
                 for path, size, mtime_ns, sha256, status, reason, count, checked in rows}
 
-    def file_states(self) -> dict[str, FileState]:
-        """Every seed file's size, mtime and status, by path: all a rescan
-        needs to pass over an unchanged file, read as plainly as possible."""
-        # Straight from the driver's cursor: wrapping each of tens of thousands
-        # of rows in a result row cost more than reading them.
+    def folder_state(self) -> FolderState:
+        """The seed files as a rescan compares them with the listing."""
+        # Straight from the driver's cursor into sets: wrapping each of tens
+        # of thousands of rows in a result row cost more than reading them.
         with self._errors("read"), self.engine.connect() as connection:
             cursor = connection.connection.cursor()
             try:
-                cursor.execute("SELECT path, size, mtime_ns, status FROM sources")
+                cursor.execute(_FOLDER_STATE)
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
-        return {path: FileState(size, mtime_ns, status) for path, size, mtime_ns, status in rows}
+        # A row without an mtime matches no listed file: read again.
+        return FolderState(set(rows), set(map(operator.itemgetter(0), rows)))
 
-    def content_hash(self, path: str) -> str | None:
-        """The SHA-256 of a seed file's bytes when it was last read."""
+    def file_state(self, path: str) -> FileState | None:
+        """What the last read of a seed file left: its size, status and hash."""
         with self._errors("read"), self.engine.connect() as connection:
-            return connection.scalar(select(sources_table.c.sha256).where(sources_table.c.path == path))
+            row = connection.execute(_FILE_STATE, {"at_path": path}).first()
+        return None if row is None else FileState(*row)
 
     # --- feeds and pages ----------------------------------------------------------
 
