@@ -204,9 +204,11 @@ def rescan(work: Path) -> dict:
     seeds = work / "seeds"
     storage = Storage(f"sqlite:///{work / 'cold.db'}")
     run_once(storage, seeds)  # warm the page cache as the floor will find it
-    # Turn about, so a busy moment of the machine falls on both alike.
+    # Turn about, so a busy moment of the machine falls on both alike; a
+    # rescan takes a tenth of a second, and this machine's own spread over
+    # ten rounds was as large as the figure's distance to its target.
     rescans, floors = [], []
-    for _ in range(10):
+    for _ in range(30):
         rescans.append(timed(run_once, storage, seeds)[0])
         floors.append(timed(bare_scan, seeds)[0])
     storage.close()
