@@ -443,7 +443,11 @@ async def first_searches(base: str, rounds: int = 7) -> dict:
             "search_first_render_by_kind_ms": {kind: statistics.median(t) for kind, t in times.items()}}
 
 
-def during_ingest(work: Path, files: int) -> dict:
+def during_ingest(work: Path, files: int, window: float = 150) -> dict:
+    """Feed requests while the service ingests a burst of `files` new pages:
+    until every one is recorded, or for `window` seconds of the ingest (the
+    ingester is as busy in its first minutes as in its last; waiting for
+    10 000 files took nine minutes of the bench)."""
     seeds = work / "live-seeds"
     seeds.mkdir()
     (seeds / "first.txt").write_text("First story\n\nIts text, so the feed is not empty.\n")
@@ -455,14 +459,17 @@ def during_ingest(work: Path, files: int) -> dict:
         for path in staging.iterdir():
             path.rename(seeds / path.name)  # one burst, then the watcher ingests
         latencies: list[float] = []
-        deadline = time.monotonic() + 600
+        recorded = 0
+        deadline = time.monotonic() + window
 
         async def poll() -> None:
+            nonlocal recorded
             while time.monotonic() < deadline:
                 latencies.extend(await load(f"{base}/feeds/all.atom", 50, concurrency=4))
                 async with aiohttp.ClientSession() as session, session.get(f"{base}/status.json") as response:
                     status = await response.json()
-                if sum(status["files"].values()) >= files + 1:  # every file recorded
+                recorded = sum(status["files"].values()) - 1
+                if recorded >= files:  # every file recorded
                     return
 
         asyncio.run(poll())
@@ -470,7 +477,8 @@ def during_ingest(work: Path, files: int) -> dict:
         service.terminate()
         service.wait()
     latencies.sort()
-    return {"p99_during_ingest_ms": latencies[int(len(latencies) * 0.99) - 1], "requests_during_ingest": len(latencies)}
+    return {"p99_during_ingest_ms": latencies[int(len(latencies) * 0.99) - 1], "requests_during_ingest": len(latencies),
+            "files_ingested_during": recorded}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -540,7 +548,8 @@ def main() -> int:
         ("first search", f"{results['search_first_render_ms']:.1f} ms", f"{sizes[-1]:,} items, median", "<= 50 ms"),
         *((f"  {kind}", f"{ms:.1f} ms", "", "") for kind, ms in results["search_first_render_by_kind_ms"].items()),
         ("search index", f"{results['index_cost']:+.1%}", "to cold ingest", "<= 15%"),
-        ("p99 while ingesting", f"{results['p99_during_ingest_ms']:.1f} ms", "", "<= 50 ms"),
+        ("p99 while ingesting", f"{results['p99_during_ingest_ms']:.1f} ms",
+         f"{results['files_ingested_during']:,} files ingested meanwhile", "<= 50 ms"),
         ("peak RSS", f"{results['peak_rss_mb']:.0f} MB", f"{sizes[-1]:,} items stored", "<= 200 MB"),
     ]
     for row in rows:
