@@ -47,7 +47,6 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-@functools.lru_cache(maxsize=KEYS_PER_QUERY)
 def _newest_per_key(count: int) -> TextClause:
     """One index range read per key, bounded by its LIMIT, for `count` keys.
     Written as SQL text because every database reads it the same way and
