@@ -82,10 +82,18 @@ async def browser():
 
 
 async def test_pages_read_well_on_a_phone(served, browser):
-    _client, base = served
+    client, base = served
+    # A long tag name narrows the column of feed links beside it.
+    write_seed(settings_of(client.app).seeds_dir, "tagged.txt",
+               "Contents tagged with Libraries and archives\n\n  • Library hours grow\n\n"
+               "    The central library opens on Sundays from next month, the council said.\n")
+    await client.app[INGESTER].scan()
     await browser.open(f"{base}/")
-    assert await browser.evaluate("document.querySelectorAll('ul.items li').length") == 30
+    assert await browser.evaluate("document.querySelectorAll('ul.items li').length") == 31
     assert await browser.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
+    # A feed's name ("JSON Feed") is never broken over two lines.
+    assert await browser.evaluate(
+        "[...document.querySelectorAll('.feeds a')].filter(a => a.getClientRects().length > 1).length") == 0
     feeds = await browser.evaluate(
         "[...document.querySelectorAll('link[rel=alternate]')].map(l => l.type + ' ' + l.href)")
     assert feeds == [f"application/rss+xml {base}/feeds/all.rss", f"application/atom+xml {base}/feeds/all.atom",
