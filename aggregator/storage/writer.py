@@ -10,8 +10,9 @@ import operator
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, delete, exists, insert, select, text, update
+from sqlalchemy import Select, Table, bindparam, delete, exists, insert, select, text, update
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ClauseElement, TextClause
 
 from aggregator.clock import MICROSECOND, from_micros, to_micros
@@ -60,7 +61,9 @@ def _for_driver(statement: ClauseElement, dialect: Dialect, columns: Sequence[st
                 ) -> tuple[str, tuple[str, ...] | None]:
     """A statement's SQL in the driver's own terms, and the names of its
     positional parameters in order (None: the driver takes them by name)."""
-    compiled = statement.compile(dialect=dialect, column_keys=list(columns) or None)
+    # An IN list is spelled out here, once per length, not on every run.
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns) or None,
+                                 compile_kwargs={"render_postcompile": True})
     return str(compiled), tuple(compiled.positiontup or ()) if compiled.positional else None
 
 
@@ -72,6 +75,13 @@ def _compiled_rows(table: Table, columns: tuple[str, ...], if_absent: bool, dial
     statement = insert_if_absent(dialect.name, table) if if_absent else insert(table)
     sql, names = _for_driver(statement, dialect, columns)
     return sql, None if names is None else tuple(columns.index(name) for name in names)
+
+
+@functools.lru_cache(maxsize=1024)
+def _listed_sql(statement: Select, name: str, count: int, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+    """A prebuilt SELECT with its one IN list (`name`) of `count` values, in
+    the driver's terms. The list's values are named name_1 … name_count."""
+    return _for_driver(statement.params({name: [None] * count}), dialect)
 
 
 @functools.lru_cache(maxsize=2 * KEYS_PER_QUERY)
@@ -157,13 +167,36 @@ class Writer:
             # Run as the driver's SQL: hundreds of parameters per statement,
             # passed through unprocessed.
             sql, names = _newest_per_key_sql(len(chunk), self.connection.dialect)
-            found = self.connection.exec_driver_sql(sql, params if names is None else tuple(map(params.get, names)))
-            rows.extend(found.all())
+            rows.extend(self._driver_rows(sql, params if names is None else tuple(map(params.get, names))))
+        return rows
+
+    def _driver_rows(self, sql: str, params: Sequence | Mapping) -> list[tuple]:
+        """Rows as the driver gives them, for SQL of plain ids and strings:
+        a small SELECT run through SQLAlchemy's execution and result objects
+        cost five times what the database took to answer it."""
+        dbapi = self.connection.dialect.loaded_dbapi
+        cursor = self.connection.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        except dbapi.Error as error:  # the store maps SQLAlchemy's errors to its own
+            raise DBAPIError.instance(sql, params, error, dbapi.Error) from error
+        finally:
+            cursor.close()
+
+    def _listed(self, statement: Select, name: str, values: Sequence) -> list[tuple]:
+        """Rows of a prebuilt SELECT for the values of its one IN list."""
+        rows: list[tuple] = []
+        for start in range(0, len(values), search.BATCH):
+            chunk = values[start : start + search.BATCH]
+            sql, names = _listed_sql(statement, name, len(chunk), self.connection.dialect)
+            params = {f"{name}_{n}": value for n, value in enumerate(chunk, 1)}
+            rows.extend(self._driver_rows(sql, params if names is None else tuple(map(params.__getitem__, names))))
         return rows
 
     def tag_keys(self, ids: Sequence[int]) -> dict[int, set[str]]:
         found: dict[int, set[str]] = {}
-        for item_id, key in self.connection.execute(_TAG_KEYS, {"ids": list(ids)}):
+        for item_id, key in self._listed(_TAG_KEYS, "ids", ids):
             found.setdefault(item_id, set()).add(key)
         return found
 
@@ -177,12 +210,12 @@ class Writer:
                           simhashes=found[row.id][1]) for row in rows]
 
     def titles(self, ids: Iterable[int]) -> list[tuple[int, str]]:
-        return self.connection.execute(_TITLES, {"ids": list(ids)}).all()
+        return self._listed(_TITLES, "ids", list(ids))
 
     def taken_guids(self, guids: Sequence[str]) -> set[str]:
         if not guids:
             return set()
-        return set(self.connection.scalars(_TAKEN_GUIDS, {"guids": list(guids)}))
+        return {guid for guid, in self._listed(_TAKEN_GUIDS, "guids", guids)}
 
     # --- seed files -----------------------------------------------------------
 
@@ -305,10 +338,7 @@ class Writer:
         # One executemany, then the ids by their unique guids: a RETURNING in
         # the rows' order is one statement per row on SQLite.
         self.connection.execute(insert(items_table), rows)
-        ids: dict[str, int] = {}
-        for start in range(0, len(new), search.BATCH):
-            chunk = [item.guid for item in new[start : start + search.BATCH]]
-            ids.update(self.connection.execute(_IDS_BY_GUID, {"guids": chunk}).all())
+        ids = dict(self._listed(_IDS_BY_GUID, "guids", [item.guid for item in new]))
         return {item.ref: ids[item.guid] for item in new}
 
     def _tag_ids(self, names: Sequence[str]) -> dict[str, int]:
@@ -317,7 +347,7 @@ class Writer:
         if not by_key:
             return {}
         table = tags_table
-        ids = dict(self.connection.execute(_TAG_IDS, {"keys": list(by_key)}).all())
+        ids = dict(self._listed(_TAG_IDS, "keys", list(by_key)))
         for key in sorted(by_key.keys() - ids.keys()):
             name = by_key[key]
             ids[key] = self.connection.scalar(insert(table).values(
@@ -337,7 +367,7 @@ class Writer:
         link, so both count as updated for the feeds."""
         if not pairs:
             return
-        existing = set(self.connection.execute(_LINKED, {"ids": list({a for a, _ in pairs})}).all())
+        existing = set(self._listed(_LINKED, "ids", list({a for a, _ in pairs})))
         new = [(a, b) for a, b in dict.fromkeys(pairs) if (a, b) not in existing]
         if not new:
             return
