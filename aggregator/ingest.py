@@ -1,14 +1,16 @@
 """One scan of the seed folder: seeds → parse → dedupe → storage.
 
-Each changed file is one transaction, so a crash never leaves half a file in
-the store; a bad file is recorded with its reason and the scan goes on.
+Each changed file is written whole or not at all (files share a transaction
+in small batches), so a crash never leaves half a file in the store; a bad
+file is recorded with its reason and the scan goes on.
 Blocking: run it in a worker thread, never on the event loop."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -196,27 +198,87 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
             deferred += 1
         elif seed[1:4] not in known.settled:  # (rel, size, mtime_ns) as last read
             changed.append(seed)
-    results: list[FileResult] = []
-    for seed in by_name(changed):
-        if stopping():
-            break
-        try:
-            # A file never read, or marked missing, has no state worth a query.
-            previous = storage.file_state(seed.rel) if seed.rel in known.listed else None
-            result = scan_file(storage, seed, previous, clock, max_file_bytes)
-        except AggregatorError as error:
-            # The store refused this file (locked, full …): nothing of it was
-            # written, and its source row is unchanged, so the next scan retries.
-            log.error("%s: failed: %s", seed.rel, error, extra={"path": seed.rel})
-            result = FileResult(seed.rel, FileStatus.FAILED, str(error))
-        except Exception as error:  # a bug must not stop the other files
-            log.exception("%s: failed: unexpected error", seed.rel, extra={"path": seed.rel})
-            result = FileResult(seed.rel, FileStatus.FAILED, f"unexpected error: {error!r}")
-        if result is not None:
-            results.append(result)
+    results = scan_changed(storage, by_name(changed), known.listed, clock, max_file_bytes, stopping)
     gone = sorted(path for path in known.listed - present if not listing.is_unseen(path))
     if gone:
         with storage.writer(clock()) as w:
             w.mark_missing(gone)
     return ScanReport(started=started, finished=clock(), files_seen=len(present),
                       files=tuple(results), missing=len(gone), deferred=deferred)
+
+
+# Files share a transaction up to these bounds: a stop that cannot wait
+# abandons at most one batch, read again on the next start.
+BATCH_FILES = 64
+BATCH_BYTES = 4 * 1024 * 1024
+BATCH_SECONDS = 1.0
+
+
+def batch_full(written: Sequence[SeedFile], size: int, opened: float, now: float) -> bool:
+    """Commit the files written so far before reading one of `size` bytes?"""
+    return bool(written) and (len(written) >= BATCH_FILES or now - opened >= BATCH_SECONDS
+                              or sum(seed.size for seed in written) + size > BATCH_BYTES)
+
+
+def scan_changed(storage: Storage, seeds: Iterable[SeedFile], listed: AbstractSet[str], clock: Clock,
+                 max_file_bytes: int, stopping: Callable[[], bool]) -> list[FileResult]:
+    """Read the changed files, several to a transaction (`batch_full`). When a
+    file or a commit fails, the batch is rolled back and each of its files
+    is read again in a transaction of its own: one file's failure still
+    costs no other file anything."""
+    results: dict[str, FileResult | None] = {}
+
+    def scan(seed: SeedFile) -> FileResult | None:
+        # A file never read, or marked missing, has no state worth a query.
+        previous = storage.file_state(seed.rel) if seed.rel in listed else None
+        return scan_file(storage, seed, previous, clock, max_file_bytes)
+
+    with storage.batch() as batch:
+        def alone(seed: SeedFile) -> FileResult | None:
+            try:
+                result = scan(seed)
+                batch.commit()
+                return result
+            except Exception as error:
+                batch.rollback()
+                return failed(seed, error)
+
+        def commit(written: list[SeedFile]) -> None:
+            try:
+                batch.commit()
+            except AggregatorError:
+                results.update((seed.rel, alone(seed)) for seed in written)
+            written.clear()
+
+        written: list[SeedFile] = []
+        opened = time.monotonic()
+        for seed in seeds:
+            if stopping():
+                break
+            if batch_full(written, seed.size, opened, time.monotonic()):
+                commit(written)
+            if not written:
+                opened = time.monotonic()
+            try:
+                results[seed.rel] = scan(seed)
+            except Exception:
+                batch.rollback()
+                results.update((earlier.rel, alone(earlier)) for earlier in written)
+                written.clear()
+                results[seed.rel] = alone(seed)
+            else:
+                written.append(seed)
+        commit(written)
+    return [result for result in results.values() if result is not None]
+
+
+def failed(seed: SeedFile, error: Exception) -> FileResult:
+    """The result of a file the store refused, or a bug met: logged, and the
+    file is read again by the next scan (its source row is unchanged)."""
+    if isinstance(error, AggregatorError):
+        # The store refused this file (locked, full …): nothing of it was written.
+        log.error("%s: failed: %s", seed.rel, error, extra={"path": seed.rel})
+        return FileResult(seed.rel, FileStatus.FAILED, str(error))
+    # A bug must not stop the other files.
+    log.error("%s: failed: unexpected error", seed.rel, exc_info=error, extra={"path": seed.rel})
+    return FileResult(seed.rel, FileStatus.FAILED, f"unexpected error: {error!r}")

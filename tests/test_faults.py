@@ -9,11 +9,13 @@ import gc
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,7 @@ from aggregator.service import CACHE, INGESTER
 from aggregator.storage import Storage
 from aggregator.web import make_app
 
-from helpers import TAG_PAGE, Daemon, get, run, write_seed
+from helpers import SEEDS, TAG_PAGE, Daemon, get, run, write_seed
 
 
 def tag_page(tag: str, title: str) -> str:
@@ -80,35 +82,83 @@ async def test_a_tag_too_long_for_a_file_name_keeps_every_feed_fresh(client, set
 
 
 @contextlib.contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[bool]:
+    """A real tmpfs of `size` at the folder while inside, when this user may
+    mount one (root may): whether it is there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path) -> Callable[[], None]:
+    """Fill the tmpfs at the folder to its last block; returns the function
+    that makes room again (and grows the disk)."""
+    with contextlib.suppress(OSError), open(folder / "filler", "wb") as filler:
+        while True:
+            filler.write(b"\0" * 4096)
+            filler.flush()
+
+    def clear() -> None:
+        (folder / "filler").unlink()
+        subprocess.run(["mount", "-o", "remount,size=64m", str(folder)], check=True)
+
+    return clear
+
+
+@contextlib.contextmanager
 def export_disk(folder: Path):
     """A real 64 KiB tmpfs at the folder (as root), to fill; elsewhere the
     same fault made by a file standing where the folder should be. Yields a
     function that clears the fault."""
-    folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
-                             capture_output=True).returncode == 0
-    try:
+    with tmpfs(folder, "64k") as mounted:
         if mounted:
-            with contextlib.suppress(OSError), open(folder / "filler", "wb") as filler:  # to the last block
-                while True:
-                    filler.write(b"\0" * 4096)
-                    filler.flush()
+            yield fill(folder)
+            return
+        blocked = folder.with_name(folder.name + ".moved")
+        folder.rename(blocked)
+        folder.write_text("a file where the export folder should be")
 
-            def clear() -> None:
-                (folder / "filler").unlink()
-                subprocess.run(["mount", "-o", "remount,size=16m", str(folder)], check=True)
-        else:
-            blocked = folder.with_name(folder.name + ".moved")
-            folder.rename(blocked)
-            folder.write_text("a file where the export folder should be")
+        def clear() -> None:
+            folder.unlink()
+            blocked.rename(folder)
 
-            def clear() -> None:
-                folder.unlink()
-                blocked.rename(folder)
         yield clear
-    finally:
-        if mounted:
-            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_database_disk_fails_its_files_and_loses_nothing(tmp_path, clock):
+    """Files share a transaction, and its commit is what meets the full disk:
+    each file is then tried alone and recorded as failed with the reason,
+    what was stored before stays, and once there is room the next scan
+    stores every file once."""
+    seeds, disk = tmp_path / "seeds", tmp_path / "disk"
+    seeds.mkdir()
+    first, *rest = sorted(SEEDS.iterdir())
+    shutil.copy(first, seeds)
+    with tmpfs(disk, "8m") as mounted:
+        if not mounted:
+            pytest.skip("a full database disk is a real tmpfs, and only root may mount one (CI runs as root)")
+        with Storage(f"sqlite:///{disk / 'store.db'}") as store:
+            run_once(store, seeds, clock=clock)
+            before = {item.guid: item.title for item in store.all_items()}
+            assert before
+            clear = fill(disk)
+            for path in rest:
+                shutil.copy(path, seeds)
+            report = run_once(store, seeds, clock=clock)
+            assert {result.path: result.status for result in report.files} == {path.name: "failed" for path in rest}
+            assert all("database or disk is full" in result.reason for result in report.files)
+            assert {item.guid: item.title for item in store.all_items()} == before
+            clear()
+            report = run_once(store, seeds, clock=clock)
+            assert sorted(result.path for result in report.files) == [path.name for path in rest]
+            assert len(store.all_items()) == 30
+            assert before.items() <= {item.guid: item.title for item in store.all_items()}.items()
+            assert {source.status for source in store.sources().values()} == {"ok"}
 
 
 async def test_after_a_full_export_disk_the_feeds_catch_up(client, settings):

@@ -6,12 +6,12 @@ import shutil
 import sqlalchemy
 
 from aggregator import dedupe
-from aggregator.ingest import candidates, run_once, scan_file
+from aggregator.ingest import BATCH_BYTES, BATCH_FILES, BATCH_SECONDS, batch_full, candidates, run_once, scan_file
 from aggregator.read import read_page
 from aggregator.seeds import Listing
 from aggregator.storage import KEYS_PER_QUERY, MAX_ITEMS_PER_KEY, Storage
 
-from helpers import both_databases, seed_page, write_seed
+from helpers import SEEDS, both_databases, seed_page, write_seed
 
 
 def scan(storage, settings, clock):
@@ -210,6 +210,31 @@ def test_a_file_is_one_transaction(storage, settings, clock):
         connection.execute(sqlalchemy.text("DROP TRIGGER refuse"))
     report = scan(storage, settings, clock)  # the failed file is tried again
     assert report.new_items == 10 and len(storage.all_items()) == 30
+
+
+def test_files_share_a_transaction_up_to_the_batch_bounds(storage, settings, clock):
+    """Each transaction rewrites every index page it touched: a cold ingest
+    of small files one transaction each wrote its store eight times over."""
+    for n in range(BATCH_FILES + 6):
+        write_seed(settings.seeds_dir, f"100_{n:03}.txt",
+                   f"Harbour ferry number {n} sails again\n\nThe ferry company said ferry {n} sails "
+                   f"to island {n * 7} again from Monday, with {n * 3} crossings a week.")
+    commits = []
+    sqlalchemy.event.listen(storage.engine, "commit", lambda _connection: commits.append(1))
+    report = scan(storage, settings, clock)
+    assert report.files_changed == BATCH_FILES + 11 and report.new_items == BATCH_FILES + 36
+    assert len(commits) == 2  # 75 files: a batch of BATCH_FILES, then the rest
+    assert len(storage.all_items()) == BATCH_FILES + 36
+    assert all(source.status == "ok" for source in storage.sources().values())
+
+
+def test_a_batch_is_committed_before_it_outgrows_its_bounds():
+    seed = next(iter(Listing(SEEDS)))
+    assert not batch_full([], BATCH_BYTES * 2, 0.0, BATCH_SECONDS * 2)  # a batch always takes one file
+    assert not batch_full([seed], 1, 0.0, 0.0)
+    assert batch_full([seed], BATCH_BYTES, 0.0, 0.0)  # a large file starts a batch of its own
+    assert batch_full([seed], 1, 0.0, BATCH_SECONDS)  # a stop abandons at most a second of work
+    assert batch_full([seed] * BATCH_FILES, 1, 0.0, 0.0)
 
 
 def test_ids_survive_a_copy_of_the_database(storage, settings, clock, tmp_path):

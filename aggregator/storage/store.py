@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, exists, func, select, union
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Connection, RootTransaction
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.sql.selectable import Subquery
@@ -100,6 +100,64 @@ def _tagged_page(slugs: Sequence[str], match_all: bool, limit: int, offset: int)
             .limit(limit).offset(offset).subquery())
 
 
+class WriteBatch:
+    """One transaction that the writers of several files share. A writer that
+    fails rolls the whole batch back: what it held must be written again."""
+
+    def __init__(self, storage: Storage):
+        self._storage = storage
+        self._connection: Connection | None = None
+        self._transaction: RootTransaction | None = None
+        self._touched: set[int] = set()
+        self._forgot = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._transaction is not None
+
+    @contextlib.contextmanager
+    def writer(self, now: datetime) -> Iterator[Writer]:
+        try:
+            with self._storage._errors("write"):
+                if self._connection is None:
+                    self._connection = self._storage.engine.connect()
+                    self._transaction = self._connection.begin()
+                writer = Writer(self._connection, now)
+                yield writer
+                if writer.changed:
+                    writer.record_change()
+        except BaseException:
+            self.rollback()
+            raise
+        self._touched |= writer.touched
+        self._forgot |= writer.forgot
+
+    def commit(self) -> None:
+        """Everything written since the last commit lands, or a StorageError
+        says why not (then nothing of it did)."""
+        if self._transaction is None:
+            return
+        touched, forgot = self._touched, self._forgot
+        try:
+            with self._storage._errors("write"):
+                self._transaction.commit()
+        finally:
+            self.rollback()  # after a commit: only closes the connection
+        self._storage._committed(touched, forgot)
+
+    def rollback(self) -> None:
+        """Nothing written since the last commit lands."""
+        transaction, connection = self._transaction, self._connection
+        self._transaction = self._connection = None
+        self._touched, self._forgot = set(), False
+        try:
+            if transaction is not None and transaction.is_active:
+                transaction.rollback()
+        finally:
+            if connection is not None:
+                connection.close()
+
+
 class Storage:
     """The store behind a URL. `migrate` brings an older schema up to date on
     opening (the default for SQLite); otherwise an out-of-date schema is
@@ -127,6 +185,7 @@ class Storage:
         self._identity = self._backend.file_identity(self.url)
         self._touched: set[int] = set()
         self._forgot = False
+        self._batches = threading.local()
 
     def __enter__(self) -> Storage:
         return self
@@ -199,20 +258,43 @@ class Storage:
 
     @contextlib.contextmanager
     def writer(self, now: datetime) -> Iterator[Writer]:
-        """One transaction: everything written inside lands together or not at all."""
+        """One transaction: everything written inside lands together or not at
+        all. Inside `batch()`, on the same thread, the batch's transaction."""
         self.check_file()
         if not self._checkpointer_asked:  # a store that is written to gets one, where its database wants it
             with self._checkpointer_lock:
                 if not self._checkpointer_asked:
                     self._checkpointer = self._backend.checkpointer(self.engine)
                     self._checkpointer_asked = True
+        batch: WriteBatch | None = getattr(self._batches, "open", None)
+        if batch is not None:
+            with batch.writer(now) as writer:
+                yield writer
+            return
         with self._errors("write"), self.engine.begin() as connection:
             writer = Writer(connection, now)
             yield writer
             if writer.changed:
                 writer.record_change()
-        self._touched |= writer.touched  # committed
-        self._forgot |= writer.forgot
+        self._committed(writer.touched, writer.forgot)
+
+    def _committed(self, touched: Iterable[int], forgot: bool) -> None:
+        self._touched.update(touched)
+        self._forgot |= forgot
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[WriteBatch]:
+        """Writers opened inside, on this thread, share one transaction until
+        `commit()`: each transaction rewrites every index page it touched, so
+        a file a transaction wrote its pages many times over. Committed on
+        leaving, rolled back on an error."""
+        batch = self._batches.open = WriteBatch(self)
+        try:
+            yield batch
+            batch.commit()
+        finally:
+            batch.rollback()
+            self._batches.open = None
 
     def take_touched(self) -> tuple[frozenset[int], bool]:
         """The items whose entries changed in the transactions committed since
