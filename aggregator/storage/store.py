@@ -111,10 +111,6 @@ class WriteBatch:
         self._touched: set[int] = set()
         self._forgot = False
 
-    @property
-    def is_open(self) -> bool:
-        return self._transaction is not None
-
     @contextlib.contextmanager
     def writer(self, now: datetime) -> Iterator[Writer]:
         try:
@@ -285,9 +281,9 @@ class Storage:
     @contextlib.contextmanager
     def batch(self) -> Iterator[WriteBatch]:
         """Writers opened inside, on this thread, share one transaction until
-        `commit()`: each transaction rewrites every index page it touched, so
-        a file a transaction wrote its pages many times over. Committed on
-        leaving, rolled back on an error."""
+        `commit()`: each transaction rewrites every index page it touched, and
+        with one transaction per small file the same pages were written many
+        times over. Committed on leaving, rolled back on an error."""
         batch = self._batches.open = WriteBatch(self)
         try:
             yield batch
