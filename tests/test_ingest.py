@@ -223,7 +223,7 @@ def test_files_share_a_transaction_up_to_the_batch_bounds(storage, settings, clo
     sqlalchemy.event.listen(storage.engine, "commit", lambda _connection: commits.append(1))
     report = scan(storage, settings, clock)
     assert report.files_changed == BATCH_FILES + 11 and report.new_items == BATCH_FILES + 36
-    assert len(commits) == 2  # 75 files: a batch of BATCH_FILES, then the rest
+    assert len(commits) == 2  # a batch of BATCH_FILES files, then the rest
     assert len(storage.all_items()) == BATCH_FILES + 36
     assert all(source.status == "ok" for source in storage.sources().values())
 
@@ -233,7 +233,7 @@ def test_a_batch_is_committed_before_it_outgrows_its_bounds():
     assert not batch_full([], BATCH_BYTES * 2, 0.0, BATCH_SECONDS * 2)  # a batch always takes one file
     assert not batch_full([seed], 1, 0.0, 0.0)
     assert batch_full([seed], BATCH_BYTES, 0.0, 0.0)  # a large file starts a batch of its own
-    assert batch_full([seed], 1, 0.0, BATCH_SECONDS)  # a stop abandons at most a second of work
+    assert batch_full([seed], 1, 0.0, BATCH_SECONDS)  # a stop abandons at most this much work
     assert batch_full([seed] * BATCH_FILES, 1, 0.0, 0.0)
 
 
