@@ -209,9 +209,9 @@ def run_once(storage: Storage, folder: Path, ignore: tuple[str, ...] = DEFAULT_I
 
 # Files share a transaction up to these bounds: a stop that cannot wait
 # abandons at most one batch, read again on the next start.
-BATCH_FILES = 256
-BATCH_BYTES = 8 * 1024 * 1024
-BATCH_SECONDS = 3.0
+BATCH_FILES = 64
+BATCH_BYTES = 4 * 1024 * 1024
+BATCH_SECONDS = 1.0
 
 
 def batch_full(written: Sequence[SeedFile], size: int, opened: float, now: float) -> bool:
@@ -261,8 +261,11 @@ def scan_changed(storage: Storage, seeds: Iterable[SeedFile], listed: AbstractSe
                 opened = time.monotonic()
             try:
                 results[seed.rel] = scan(seed)
-            except Exception:
+            except Exception as error:
                 batch.rollback()
+                if not written:  # it was alone: its failure is its own
+                    results[seed.rel] = failed(seed, error)
+                    continue
                 results.update((earlier.rel, alone(earlier)) for earlier in written)
                 written.clear()
                 results[seed.rel] = alone(seed)
