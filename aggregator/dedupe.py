@@ -23,15 +23,20 @@ import bisect
 import functools
 import hashlib
 import math
+import operator
 import re
+import threading
 import unicodedata
 import uuid
 from collections import Counter, deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timezone
 from itertools import chain
+from typing import Any, NamedTuple
+
+import cachetools
 
 from aggregator.model import BANDS, Fingerprint, ItemUpdate, KeyKind, KnownItem, PagePlan, ParsedItem, PlannedItem
 from aggregator.names import tag_key
@@ -77,15 +82,28 @@ def normalize_title(title: str) -> str:
     return _TRAILING.sub("", text)
 
 
-# A page compares each sighting with the same few stored texts many times;
-# the caches are bounded so a long-running service stays small.
-@functools.lru_cache(maxsize=1024)
+# A page compares each sighting with the same few stored texts many times.
+# The caches are bounded by what they hold, not by entries: a text may be
+# 200 000 characters, and 1 024 entries of such texts held gigabytes. A value
+# larger than its whole cache is made again when asked, not kept.
+WORDS_CACHED = 250_000  # words (about 60 bytes each with their strings)
+SHINGLES_CACHED = 150_000  # shingles (about 100 bytes each)
+TOPIC_BYTES_CACHED = 16_000_000  # about the bytes of reports' topic counts and their texts
+MAX_CACHED_ROWS = 256  # SimHash column masks are kept for texts of up to this many shingles
+
+
+def _cache(budget: int, size: Callable[[Any], int]) -> Callable:
+    """An LRU cache holding at most `budget`, by each value's `size`."""
+    return cachetools.cached(cachetools.LRUCache(budget, getsizeof=size), lock=threading.Lock())
+
+
+@_cache(WORDS_CACHED, len)
 def words(text: str) -> tuple[str, ...]:
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold()
     return tuple(_WORD.findall(text))
 
 
-@functools.lru_cache(maxsize=1024)
+@_cache(SHINGLES_CACHED, len)
 def shingles(tokens: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
     if len(tokens) < SHINGLE_WORDS:
         return frozenset({tokens}) if tokens else frozenset()
@@ -97,10 +115,18 @@ def shingles(tokens: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
 # hashes set that bit. C does the counting, and it never lets go of the GIL:
 # a library that releases it for every small array starves the event loop's
 # thread, which then waits for it behind the ingest for half a second at a time.
-@functools.lru_cache(maxsize=256)
 def _columns(rows: int) -> tuple[int, ...]:
+    # Each mask is a row count's 8 bytes long: 64 of them for a long text
+    # are megabytes, kept only for the short texts nearly every page has.
+    return _short_columns(rows) if rows <= MAX_CACHED_ROWS else _column_masks(rows)
+
+
+def _column_masks(rows: int) -> tuple[int, ...]:
     ones = int.from_bytes(b"\0\0\0\0\0\0\0\1" * rows, "big")
     return tuple(ones << bit for bit in range(64))
+
+
+_short_columns = functools.lru_cache(maxsize=MAX_CACHED_ROWS)(_column_masks)
 
 
 def simhash(tokens: Sequence[str]) -> int:
@@ -366,11 +392,18 @@ def _headline_topics(title: str) -> frozenset[str]:
     return frozenset(topic_words(title))
 
 
-@functools.lru_cache(maxsize=1024)
-def _topic_counts(title: str, text: str) -> tuple[Counter[str], float]:
+class TopicCounts(NamedTuple):
+    counts: Counter[str]
+    norm: float
+    size: int  # about the bytes keeping them takes: the report's characters, 100 a counted word
+
+
+@_cache(TOPIC_BYTES_CACHED, operator.attrgetter("size"))
+def _topic_counts(title: str, text: str) -> TopicCounts:
     """A report's topic-word counts and their norm."""
     counts = Counter(topic_words(f"{title} {text}"))
-    return counts, math.sqrt(sum(v * v for v in counts.values()))
+    return TopicCounts(counts, math.sqrt(sum(v * v for v in counts.values())),
+                       len(title) + len(text) + 100 * len(counts))
 
 
 def topic_keys(title: str) -> tuple[str, ...]:
@@ -392,7 +425,7 @@ def is_related(a_title: str, a_text: str, b_title: str, b_text: str) -> bool:
     only to link."""
     if not headlines_related(a_title, b_title):
         return False
-    (ca, na), (cb, nb) = _topic_counts(a_title, a_text), _topic_counts(b_title, b_text)
+    (ca, na, _), (cb, nb, _) = _topic_counts(a_title, a_text), _topic_counts(b_title, b_text)
     dot = sum(count * cb[word] for word, count in ca.items())
     return bool(na and nb) and dot / (na * nb) >= RELATED_TEXT
 
