@@ -243,11 +243,16 @@ def scan_changed(storage: Storage, seeds: Iterable[SeedFile], listed: AbstractSe
                 batch.rollback()
                 return failed(seed, error)
 
+        def again_alone(written: list[SeedFile]) -> None:
+            """The batch was rolled back: each of its files in a transaction of its own."""
+            results.update((seed.rel, alone(seed)) for seed in written)
+            written.clear()
+
         def commit(written: list[SeedFile]) -> None:
             try:
                 batch.commit()
             except AggregatorError:
-                results.update((seed.rel, alone(seed)) for seed in written)
+                again_alone(written)
             written.clear()
 
         written: list[SeedFile] = []
@@ -266,8 +271,7 @@ def scan_changed(storage: Storage, seeds: Iterable[SeedFile], listed: AbstractSe
                 if not written:  # it was alone: its failure is its own
                     results[seed.rel] = failed(seed, error)
                     continue
-                results.update((earlier.rel, alone(earlier)) for earlier in written)
-                written.clear()
+                again_alone(written)
                 results[seed.rel] = alone(seed)
             else:
                 written.append(seed)
