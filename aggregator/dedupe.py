@@ -83,27 +83,33 @@ def normalize_title(title: str) -> str:
 
 
 # A page compares each sighting with the same few stored texts many times.
-# The caches are bounded by what they hold, not by entries: a text may be
-# 200 000 characters, and 1 024 entries of such texts held gigabytes. A value
-# larger than its whole cache is made again when asked, not kept.
-WORDS_CACHED = 250_000  # words (about 60 bytes each with their strings)
-SHINGLES_CACHED = 150_000  # shingles (about 100 bytes each)
-TOPIC_BYTES_CACHED = 16_000_000  # about the bytes of reports' topic counts and their texts
+# The caches are bounded by the bytes they hold, not by entries: a text may
+# be 200 000 characters, and 1 024 entries of such texts held gigabytes. A
+# value larger than its whole cache is made again when asked, not kept.
+WORDS_BYTES_CACHED = 16_000_000  # texts and their words (about 60 bytes a word with its string)
+SHINGLES_BYTES_CACHED = 16_000_000  # about 100 bytes a shingle
+TOPIC_BYTES_CACHED = 16_000_000  # reports' texts and their topic counts (about 100 bytes a word)
 MAX_CACHED_ROWS = 256  # SimHash column masks are kept for texts of up to this many shingles
 
 
 def _cache(budget: int, size: Callable[[Any], int]) -> Callable:
-    """An LRU cache holding at most `budget`, by each value's `size`."""
+    """An LRU cache holding at most `budget` bytes, by each value's `size`."""
     return cachetools.cached(cachetools.LRUCache(budget, getsizeof=size), lock=threading.Lock())
 
 
-@_cache(WORDS_CACHED, len)
 def words(text: str) -> tuple[str, ...]:
-    text = unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold()
-    return tuple(_WORD.findall(text))
+    return _costed_words(text)[0]
 
 
-@_cache(SHINGLES_CACHED, len)
+# The text is the cache's key: what an entry holds is the text and its words
+# (a text of few, long words still costs its length).
+@_cache(WORDS_BYTES_CACHED, operator.itemgetter(1))
+def _costed_words(text: str) -> tuple[tuple[str, ...], int]:
+    found = tuple(_WORD.findall(unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold()))
+    return found, len(text) + 60 * len(found)
+
+
+@_cache(SHINGLES_BYTES_CACHED, lambda found: 100 * len(found))
 def shingles(tokens: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
     if len(tokens) < SHINGLE_WORDS:
         return frozenset({tokens}) if tokens else frozenset()

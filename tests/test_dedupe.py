@@ -216,3 +216,13 @@ def test_a_page_merges_into_the_stored_item_and_keeps_its_id():
     again = dedupe.plan_page([sighting(STORM_NORTH)], {7: dedupe.applied(stored, dedupe.merge(
         stored, STORM_NORTH, {}))})
     assert again.items == () and again.linking == ()
+
+
+def test_texts_of_few_words_still_cost_their_length_in_the_words_cache():
+    """A text is the cache's key: 200 texts of 200 000 characters and one
+    word each are 40 MB however few their words."""
+    for n in range(200):
+        assert dedupe.words(f"word{n} " + "— " * 100_000) == (f"word{n}",)
+    held = sum(len(key[0]) for key in dedupe._costed_words.cache)
+    assert held <= dedupe.WORDS_BYTES_CACHED
+    assert dedupe.words("A short text, kept.") == ("a", "short", "text", "kept")
