@@ -197,7 +197,8 @@ def is_candidate(fp: Fingerprint, keys: AbstractSet[tuple[str, str]],
                  simhashes: AbstractSet[int | None]) -> bool:
     """Is an item known by these keys worth comparing texts with: same title
     or opening words, or a shared SimHash band of a text close enough (a
-    shared band alone is often chance)."""
+    shared band alone is often chance). The rule; a page applies it through
+    its own index of keys (`page_candidates`)."""
     shared = [kind for kind, value in identity_keys(fp) if (kind, value) in keys]
     if any(not is_band(kind) for kind in shared):
         return True
@@ -421,19 +422,35 @@ def topic_keys(title: str) -> tuple[str, ...]:
 
 def headlines_related(a_title: str, b_title: str) -> bool:
     """Do two headlines share enough topic words to be about one event."""
-    ta, tb = _headline_topics(a_title), _headline_topics(b_title)
+    return headline_topics_related(_headline_topics(a_title), _headline_topics(b_title))
+
+
+def headline_topics_related(ta: frozenset[str], tb: frozenset[str]) -> bool:
     return bool(ta and tb) and len(ta & tb) / len(ta | tb) >= RELATED_TITLE
 
 
-def is_related(a_title: str, a_text: str, b_title: str, b_text: str) -> bool:
+class Report(NamedTuple):
+    """What telling the same event is judged by: a headline's topic words,
+    and the whole report's topic-word counts with their norm."""
+
+    headline: frozenset[str]
+    counts: Counter[str]
+    norm: float
+
+
+def report_of(title: str, text: str) -> Report:
+    counts, norm, _ = _topic_counts(title, text)
+    return Report(_headline_topics(title), counts, norm)
+
+
+def is_related(a: Report, b: Report) -> bool:
     """The same event told in other words: headlines share topic words and the
     texts the vocabulary (cosine of topic-word counts). Never used to merge,
     only to link."""
-    if not headlines_related(a_title, b_title):
+    if not headline_topics_related(a.headline, b.headline):
         return False
-    (ca, na, _), (cb, nb, _) = _topic_counts(a_title, a_text), _topic_counts(b_title, b_text)
-    dot = sum(count * cb[word] for word, count in ca.items())
-    return bool(na and nb) and dot / (na * nb) >= RELATED_TEXT
+    dot = sum(count * b.counts[word] for word, count in a.counts.items())
+    return bool(a.norm and b.norm) and dot / (a.norm * b.norm) >= RELATED_TEXT
 
 
 def related_ids(fp: Fingerprint, holders: Mapping[str, Collection[int]], exclude: int | None = None,
@@ -522,8 +539,10 @@ def topic_keys_of(rows: Sequence[KeyRow], ids: Collection[int]
 # --- a whole page --------------------------------------------------------------
 
 
-def applied(known: KnownItem, change: ItemUpdate) -> KnownItem:
-    """The item after a merge."""
+def applied(known: KnownItem, change: ItemUpdate, keys: Iterable[tuple[str, str]] = (),
+            simhash: int | None = None) -> KnownItem:
+    """The item after a merge; it keeps the keys (and SimHash) of the text
+    merged into it, when given."""
     def pick(new, old):
         return old if new is None else new
 
@@ -535,7 +554,33 @@ def applied(known: KnownItem, change: ItemUpdate) -> KnownItem:
         published=pick(change.published, known.published),
         link=pick(change.link, known.link),
         tag_keys=known.tag_keys | {tag_key(name) for name in change.new_tags},
+        keys=known.keys.union(keys),
+        simhashes=known.simhashes if simhash is None else known.simhashes | {simhash},
     )
+
+
+def page_candidates(fp: Fingerprint, own: Sequence[tuple[str, str]], holders: Mapping[tuple[str, str], Iterable[int]],
+                    state: Mapping[int, KnownItem]) -> list[int]:
+    """The refs `is_candidate` would keep among those holding one of the
+    sighting's keys (`own`), found through the keys that hold them: a holder
+    of a title, opening words or address is one without looking further. A
+    holder of a SimHash band only (on a page of templated entries, up to 50
+    a band) is one when a text of it is close, or when it shares a stronger
+    key whose holders let it go."""
+    strong: set[int] = set()
+    banded: set[int] = set()
+    for key in own:
+        if refs := holders.get(key):
+            (banded if is_band(key[0]) else strong).update(refs)
+    found = list(strong)
+    strong_keys = [key for key in own if not is_band(key[0])]
+    mine = fp.simhash
+    for ref in banded - strong:  # is_close, unrolled: asked tens of times a sighting
+        known = state[ref]
+        if any(other is None or ((mine ^ other) & UNSIGNED_64).bit_count() <= MAX_SIMHASH_DISTANCE
+               for other in known.simhashes) or not known.keys.isdisjoint(strong_keys):
+            found.append(ref)
+    return found
 
 
 def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
@@ -569,29 +614,27 @@ def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
     new_refs = 0
     for position, (item, fp) in enumerate(sightings):
         tags = {tag_key(name): name for name in item.tags}
-        sharing = {ref for key in identity_keys(fp) for ref in holders.get(key, ())}
-        candidates = [k for k in map(state.__getitem__, sharing) if is_candidate(fp, k.keys, k.simhashes)]
-        match = decide(item, candidates)
+        own = identity_keys(fp)  # once: a Fingerprint hashes all its fields at every cache lookup
+        match = decide(item, [state[ref] for ref in page_candidates(fp, own, holders, state)])
+        # The item keeps the keys of every text it was seen with.
         if match is None:
             new_refs += 1
             ref = -new_refs
-            current = KnownItem(id=ref, guid=item_guid(item.title, item.text), title=item.title,
-                                summary=item.summary, content=item.content,
-                                published=item.published, link=item.link, tag_keys=frozenset(tags))
+            state[ref] = KnownItem(id=ref, guid=item_guid(item.title, item.text), title=item.title,
+                                   summary=item.summary, content=item.content, published=item.published,
+                                   link=item.link, tag_keys=frozenset(tags), keys=frozenset(own),
+                                   simhashes=frozenset({fp.simhash}))
             gained[ref] = tags
             changes_entry = True
         else:
             ref = match.item.id
             change = merge(match.item, item, tags)
-            current = applied(match.item, change)
+            state[ref] = applied(match.item, change, own, fp.simhash)
             gained.setdefault(ref, {}).update((tag_key(name), name) for name in change.new_tags)
             changes_entry = change.changes_entry
             if changes_entry and ref > 0:
                 changed.add(ref)
-        # The item keeps the keys of every text it was seen with.
-        state[ref] = replace(current, keys=current.keys | set(identity_keys(fp)),
-                             simhashes=current.simhashes | {fp.simhash})
-        index(ref, identity_keys(fp))
+        index(ref, own)
         refs.append((ref, item.title))
         fingerprints.append((ref, fp))
         if changes_entry:  # a sighting that changed nothing relates nothing new
@@ -628,10 +671,14 @@ def plan_links(plan: PagePlan, sightings: Sequence[tuple[ParsedItem, Fingerprint
                 if len(known_by) < MAX_HOLDERS_PER_KEY:
                     known_by.add(ref)
     links: set[tuple[int, int]] = set()
+    reports: dict[int, Report] = {}  # each compared with up to ten sightings
     for position in plan.linking:
         (item, fp), ref = sightings[position], plan.sightings[position][0]
+        told = report_of(item.title, item.text)
         for other in related_ids(fp, holders, exclude=ref):
-            if is_related(item.title, item.text, *texts[other]):
+            if (theirs := reports.get(other)) is None:
+                theirs = reports[other] = report_of(*texts[other])
+            if is_related(told, theirs):
                 links.add((min(ref, other), max(ref, other)))
     return tuple(sorted(links))
 

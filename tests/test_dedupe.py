@@ -3,7 +3,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from aggregator import dedupe, names
@@ -185,6 +185,31 @@ def test_a_shared_band_alone_makes_a_candidate_only_when_the_texts_are_close():
     assert dedupe.is_candidate(fp, {band}, {None})  # kept by a store that recorded no SimHash
     assert dedupe.is_candidate(fp, {("title", fp.title_key)}, set())
     assert not dedupe.is_candidate(fp, set(), {near})
+
+
+# Items a sighting may share keys with: its own title, lead and bands, each
+# held by some of them, and SimHashes near and far.
+@given(st.lists(st.tuples(st.sets(st.integers(0, 5)), st.sets(st.sampled_from([0, 0b111, 0xFFFF_0000_0000, None]),
+                                                              min_size=1)), max_size=8),
+       st.sets(st.integers(0, 7)))
+@example([({0, 5}, {0xFFFF_0000_0000}), ({1, 4}, {0b111}), ({3}, {0xFFFF_0000_0000}), ({2}, {None})], {0})
+def test_page_candidates_are_the_holders_is_candidate_keeps(items, let_go):
+    """Found through the keys that hold them, as the page's own index does,
+    and still the very items `is_candidate` keeps: `let_go` are items whose
+    title key's holders no longer list them."""
+    fp = dedupe.fingerprint(STORM_NORTH.title, STORM_NORTH.content)
+    own = dedupe.identity_keys(fp)
+    state, holders = {}, {}
+    for ref, (key_numbers, offsets) in enumerate(items):
+        keys = frozenset(own[n] for n in key_numbers)
+        state[ref] = replace(known(STORM_SOUTH, id=ref), keys=keys, simhashes=frozenset(
+            None if offset is None else fp.simhash ^ offset for offset in offsets))
+        for key in keys:
+            if not (key[0] == "title" and ref in let_go):
+                holders.setdefault(key, []).append(ref)
+    holding = {ref for key in own for ref in holders.get(key, ())}
+    expected = {ref for ref in holding if dedupe.is_candidate(fp, state[ref].keys, state[ref].simhashes)}
+    assert sorted(dedupe.page_candidates(fp, own, holders, state)) == sorted(expected)
 
 
 def sighting(item: ParsedItem):
