@@ -210,7 +210,12 @@ def is_candidate(fp: Fingerprint, keys: AbstractSet[tuple[str, str]],
 def is_close(fp: Fingerprint, simhash: int | None) -> bool:
     """Is a text with this SimHash close enough to the fingerprinted one to
     compare them (unknown: it may be)."""
-    return simhash is None or hamming(fp.simhash, simhash) <= MAX_SIMHASH_DISTANCE
+    return near(fp.simhash, simhash)
+
+
+def near(simhash: int, other: int | None) -> bool:
+    # One call, not two: asked for every chance band match, 60 a text at a million items.
+    return other is None or ((simhash ^ other) & UNSIGNED_64).bit_count() <= MAX_SIMHASH_DISTANCE
 
 
 def fingerprint(title: str, text: str, link: str | None = None, entry_id: str | None = None) -> Fingerprint:
@@ -494,7 +499,7 @@ def candidate_keys(rows: Sequence[KeyRow], by_key: Mapping[tuple[str, str], list
     found: dict[int, tuple[set[tuple[str, str]], set[int | None]]] = {}
     for kind, value, item_id, simhash in rows:
         band = is_band(kind)
-        if band and not any(is_close(fp, simhash) for fp in by_key[kind, value]):
+        if band and not any(near(fp.simhash, simhash) for fp in by_key[kind, value]):
             continue
         entry = found.get(item_id)
         if entry is None:  # not setdefault: it would build two sets for every row
@@ -575,10 +580,9 @@ def page_candidates(fp: Fingerprint, own: Sequence[tuple[str, str]], holders: Ma
     found = list(strong)
     strong_keys = [key for key in own if not is_band(key[0])]
     mine = fp.simhash
-    for ref in banded - strong:  # is_close, unrolled: asked tens of times a sighting
+    for ref in banded - strong:
         known = state[ref]
-        if any(other is None or ((mine ^ other) & UNSIGNED_64).bit_count() <= MAX_SIMHASH_DISTANCE
-               for other in known.simhashes) or not known.keys.isdisjoint(strong_keys):
+        if any(near(mine, other) for other in known.simhashes) or not known.keys.isdisjoint(strong_keys):
             found.append(ref)
     return found
 
