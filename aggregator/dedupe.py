@@ -154,11 +154,6 @@ def simhash_bands(value: int) -> tuple[int, int, int, int]:
     return tuple((value >> (16 * i)) & 0xFFFF for i in range(4))  # type: ignore[return-value]
 
 
-def hamming(a: int, b: int) -> int:
-    """Bits apart over 64 bits, whether the store kept a SimHash signed or not."""
-    return ((a ^ b) & UNSIGNED_64).bit_count()
-
-
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
@@ -214,7 +209,9 @@ def is_close(fp: Fingerprint, simhash: int | None) -> bool:
 
 
 def near(simhash: int, other: int | None) -> bool:
-    # One call, not two: asked for every chance band match, 60 a text at a million items.
+    """At most MAX_SIMHASH_DISTANCE bits apart over 64, whether the store kept
+    a SimHash signed or not. One call: asked for every chance band match,
+    60 a text at a million items."""
     return other is None or ((simhash ^ other) & UNSIGNED_64).bit_count() <= MAX_SIMHASH_DISTANCE
 
 
