@@ -199,19 +199,14 @@ def is_candidate(fp: Fingerprint, keys: AbstractSet[tuple[str, str]],
         return True
     if not shared:
         return False
-    return any(is_close(fp, other) for other in simhashes)
-
-
-def is_close(fp: Fingerprint, simhash: int | None) -> bool:
-    """Is a text with this SimHash close enough to the fingerprinted one to
-    compare them (unknown: it may be)."""
-    return near(fp.simhash, simhash)
+    return any(near(fp.simhash, other) for other in simhashes)
 
 
 def near(simhash: int, other: int | None) -> bool:
-    """At most MAX_SIMHASH_DISTANCE bits apart over 64, whether the store kept
-    a SimHash signed or not. One call: asked for every chance band match,
-    60 a text at a million items."""
+    """Is a text with the other SimHash close enough to compare with (unknown:
+    it may be)? At most MAX_SIMHASH_DISTANCE bits apart over 64, whether the
+    store kept a SimHash signed or not. One call: asked for every chance band
+    match, 60 a text at a million items."""
     return other is None or ((simhash ^ other) & UNSIGNED_64).bit_count() <= MAX_SIMHASH_DISTANCE
 
 
