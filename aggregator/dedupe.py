@@ -563,19 +563,32 @@ def page_candidates(fp: Fingerprint, own: Sequence[tuple[str, str]], holders: Ma
     of a title, opening words or address is one without looking further. A
     holder of a SimHash band only (on a page of templated entries, up to 50
     a band) is one when a text of it is close, or when it shares a stronger
-    key whose holders let it go."""
+    key whose holders let it go; holders let go only when MAX_HOLDERS_PER_KEY
+    newer ones hold the key."""
     strong: set[int] = set()
     banded: set[int] = set()
+    let_go = False
     for key in own:
-        if refs := holders.get(key):
-            (banded if is_band(key[0]) else strong).update(refs)
+        refs = holders.get(key, ())
+        if is_band(key[0]):
+            banded.update(refs)
+        else:
+            strong.update(refs)
+            let_go = let_go or len(refs) >= MAX_HOLDERS_PER_KEY
     found = list(strong)
     strong_keys = [key for key in own if not is_band(key[0])]
     mine = fp.simhash
+    # Up to 200 band holders a sighting on a long templated page: `near` is
+    # written out here, not called for each.
     for ref in banded - strong:
         known = state[ref]
-        if any(near(mine, other) for other in known.simhashes) or not known.keys.isdisjoint(strong_keys):
-            found.append(ref)
+        for other in known.simhashes:
+            if other is None or ((mine ^ other) & UNSIGNED_64).bit_count() <= MAX_SIMHASH_DISTANCE:
+                found.append(ref)
+                break
+        else:
+            if let_go and not known.keys.isdisjoint(strong_keys):
+                found.append(ref)
     return found
 
 

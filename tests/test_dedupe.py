@@ -199,10 +199,16 @@ def test_a_shared_band_alone_makes_a_candidate_only_when_the_texts_are_close():
 def test_page_candidates_are_the_holders_is_candidate_keeps(items, let_go):
     """Found through the keys that hold them, as the page's own index does,
     and still the very items `is_candidate` keeps: `let_go` are items whose
-    title key's holders no longer list them."""
+    title key's holders no longer list them, as MAX_HOLDERS_PER_KEY newer
+    items hold it."""
     fp = dedupe.fingerprint(STORM_NORTH.title, STORM_NORTH.content)
     own = dedupe.identity_keys(fp)
     state, holders = {}, {}
+    if let_go & set(range(len(items))):
+        newer = range(100, 100 + dedupe.MAX_HOLDERS_PER_KEY)
+        holders[own[0]] = list(newer)
+        state.update((ref, replace(known(STORM_SOUTH, id=ref), keys=frozenset({own[0]}),
+                                   simhashes=frozenset({~fp.simhash}))) for ref in newer)
     for ref, (key_numbers, offsets) in enumerate(items):
         keys = frozenset(own[n] for n in key_numbers)
         state[ref] = replace(known(STORM_SOUTH, id=ref), keys=keys, simhashes=frozenset(
