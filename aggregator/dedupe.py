@@ -90,6 +90,13 @@ WORDS_BYTES_CACHED = 16_000_000  # texts and their words (about 60 bytes a word 
 SHINGLES_BYTES_CACHED = 16_000_000  # about 100 bytes a shingle
 TOPIC_BYTES_CACHED = 16_000_000  # reports' texts and their topic counts (about 100 bytes a word)
 MAX_CACHED_ROWS = 256  # SimHash column masks are kept for texts of up to this many shingles
+# Headlines and teasers, nearly every text a listing page compares, are kept
+# apart in C's LRU cache: counting bytes in Python costs more than making the
+# words of a short text again. Bounded by entries, as each is small: at most
+# about 6 kB with its words (or 6 kB of shingles), 25 MB a cache in all.
+SHORT_TEXT_CHARS = 300
+SHORT_TEXT_WORDS = 60
+SHORT_TEXTS_CACHED = 4096
 
 
 def _cache(budget: int, size: Callable[[Any], int]) -> Callable:
@@ -97,23 +104,37 @@ def _cache(budget: int, size: Callable[[Any], int]) -> Callable:
     return cachetools.cached(cachetools.LRUCache(budget, getsizeof=size), lock=threading.Lock())
 
 
+def _words_of(text: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold()))
+
+
+_short_words = functools.lru_cache(maxsize=SHORT_TEXTS_CACHED)(_words_of)
+
+
 def words(text: str) -> tuple[str, ...]:
-    return _costed_words(text)[0]
+    return _short_words(text) if len(text) <= SHORT_TEXT_CHARS else _costed_words(text)[0]
 
 
 # The text is the cache's key: what an entry holds is the text and its words
 # (a text of few, long words still costs its length).
 @_cache(WORDS_BYTES_CACHED, operator.itemgetter(1))
 def _costed_words(text: str) -> tuple[tuple[str, ...], int]:
-    found = tuple(_WORD.findall(unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold()))
+    found = _words_of(text)
     return found, len(text) + 60 * len(found)
 
 
-@_cache(SHINGLES_BYTES_CACHED, lambda found: 100 * len(found))
-def shingles(tokens: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
+def _shingles_of(tokens: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
     if len(tokens) < SHINGLE_WORDS:
         return frozenset({tokens}) if tokens else frozenset()
     return frozenset(tokens[i : i + SHINGLE_WORDS] for i in range(len(tokens) - SHINGLE_WORDS + 1))
+
+
+_short_shingles = functools.lru_cache(maxsize=SHORT_TEXTS_CACHED)(_shingles_of)
+_long_shingles = _cache(SHINGLES_BYTES_CACHED, lambda found: 100 * len(found))(_shingles_of)
+
+
+def shingles(tokens: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
+    return (_short_shingles if len(tokens) <= SHORT_TEXT_WORDS else _long_shingles)(tokens)
 
 
 # The shingle hashes of a text, one 64-bit row each, make one integer; the

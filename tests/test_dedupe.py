@@ -252,6 +252,18 @@ def test_a_page_merges_into_the_stored_item_and_keeps_its_id():
     assert again.items == () and again.linking == ()
 
 
+def test_short_and_long_texts_get_the_same_words_and_shingles_from_either_cache():
+    """Headlines and teasers are cached apart from long texts; where a text is
+    kept changes nothing of what is made of it."""
+    sentence = "The harbour’s ferry — late again, said O’Brien. "
+    for repeats in range(1, 12):  # across SHORT_TEXT_CHARS and SHORT_TEXT_WORDS
+        text = sentence * repeats
+        found = dedupe.words(text)
+        assert found == ("the", "harbour's", "ferry", "late", "again", "said", "o'brien") * repeats
+        assert dedupe.shingles(found) == {found[i:i + 3] for i in range(len(found) - 2)}
+    assert len(sentence * 11) > dedupe.SHORT_TEXT_CHARS and 7 * 11 > dedupe.SHORT_TEXT_WORDS
+
+
 def test_texts_of_few_words_still_cost_their_length_in_the_words_cache():
     """A text is the cache's key: 200 texts of 200 000 characters and one
     word each are 40 MB however few their words."""
