@@ -197,16 +197,19 @@ def topic_index_keys(fp: Fingerprint) -> tuple[tuple[str, str], ...]:
     return tuple((TOPIC, key) for key in fp.topics)
 
 
+_BAND_KINDS = frozenset(BAND_KINDS)
+
+
 def is_band(kind: str) -> bool:
-    return kind.startswith("band")
+    return kind in _BAND_KINDS
 
 
-def stored_keys(fingerprints: Sequence[tuple[int, Fingerprint]]) -> tuple[tuple[int, str, str, int | None], ...]:
-    """The fingerprint rows that let the store find each item again: every
-    key of every text it was seen with, the SimHash on band keys."""
-    return tuple((ref, kind, value, fp.simhash if is_band(kind) else None)
-                 for ref, fp in fingerprints
-                 for kind, value in dict.fromkeys(identity_keys(fp) + topic_index_keys(fp)))
+def stored_keys(ref: int, fp: Fingerprint, own: Sequence[tuple[str, str]]) -> list[tuple[int, str, str, int | None]]:
+    """The fingerprint rows that let the store find an item again by a text
+    it was seen with (`own`, its identity keys), the SimHash on band keys."""
+    rows = [(ref, kind, value, fp.simhash if is_band(kind) else None) for kind, value in own]
+    rows.extend((ref, TOPIC, value, None) for value in dict.fromkeys(fp.topics))
+    return rows
 
 
 def is_candidate(fp: Fingerprint, keys: AbstractSet[tuple[str, str]],
@@ -588,16 +591,17 @@ def page_candidates(fp: Fingerprint, own: Sequence[tuple[str, str]], holders: Ma
     newer ones hold the key."""
     strong: set[int] = set()
     banded: set[int] = set()
+    strong_keys = []
     let_go = False
     for key in own:
         refs = holders.get(key, ())
         if is_band(key[0]):
             banded.update(refs)
         else:
+            strong_keys.append(key)
             strong.update(refs)
             let_go = let_go or len(refs) >= MAX_HOLDERS_PER_KEY
     found = list(strong)
-    strong_keys = [key for key in own if not is_band(key[0])]
     mine = fp.simhash
     # Up to 200 band holders a sighting on a long templated page: `near` is
     # written out here, not called for each.
@@ -640,6 +644,7 @@ def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
     changed: set[int] = set()
     refs: list[tuple[int, str]] = []
     fingerprints: list[tuple[int, Fingerprint]] = []
+    key_rows: list[tuple[int, str, str, int | None]] = []
     linking: list[int] = []
     new_refs = 0
     for position, (item, fp) in enumerate(sightings):
@@ -667,6 +672,7 @@ def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
         index(ref, own)
         refs.append((ref, item.title))
         fingerprints.append((ref, fp))
+        key_rows.extend(stored_keys(ref, fp, own))
         if changes_entry:  # a sighting that changed nothing relates nothing new
             linking.append(position)
     planned = list(range(-1, -new_refs - 1, -1)) + sorted(changed)
@@ -678,7 +684,7 @@ def plan_page(sightings: Sequence[tuple[ParsedItem, Fingerprint]],
         for ref in planned
     )
     return PagePlan(items=items, sightings=tuple(refs), fingerprints=tuple(fingerprints),
-                    keys=stored_keys(fingerprints), linking=tuple(linking))
+                    keys=tuple(key_rows), linking=tuple(linking))
 
 
 def plan_links(plan: PagePlan, sightings: Sequence[tuple[ParsedItem, Fingerprint]],
