@@ -33,7 +33,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timezone
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 import cachetools
@@ -470,7 +470,10 @@ def is_related(a: Report, b: Report) -> bool:
     only to link."""
     if not headline_topics_related(a.headline, b.headline):
         return False
-    dot = sum(count * b.counts[word] for word, count in a.counts.items())
+    # Compared ten times a changed sighting: the product runs in C, over the
+    # smaller vocabulary (a Counter's missing word is a Python call; get is not).
+    small, large = sorted((a.counts, b.counts), key=len)
+    dot = sum(map(operator.mul, small.values(), map(large.get, small, repeat(0))))
     return bool(a.norm and b.norm) and dot / (a.norm * b.norm) >= RELATED_TEXT
 
 

@@ -1,4 +1,6 @@
 import hashlib
+import math
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -175,6 +177,20 @@ def test_related_ids_rank_by_shared_keys_then_age(holders, topics, exclude, limi
     fp = dedupe.fingerprint("A headline", "Some text")
     fp = replace(fp, topics=tuple(topics))
     assert dedupe.related_ids(fp, holders, exclude, limit) == related_by_definition(topics, holders, exclude, limit)
+
+
+TOPIC_WORDS = ["harbour", "ferry", "storm", "council", "budget", "river", "flood", "school"]
+
+
+@given(*[st.lists(st.sampled_from(TOPIC_WORDS), min_size=1, max_size=40) for _ in range(4)])
+def test_reports_are_related_by_the_cosine_of_their_topic_counts(title_a, text_a, title_b, text_b):
+    a = dedupe.report_of(" ".join(title_a), " ".join(text_a))
+    b = dedupe.report_of(" ".join(title_b), " ".join(text_b))
+    counts_a, counts_b = Counter(title_a + text_a), Counter(title_b + text_b)
+    norm_a, norm_b = (math.sqrt(sum(v * v for v in c.values())) for c in (counts_a, counts_b))
+    cosine = sum(counts_a[w] * counts_b[w] for w in TOPIC_WORDS) / (norm_a * norm_b)
+    expected = dedupe.headlines_related(" ".join(title_a), " ".join(title_b)) and cosine >= dedupe.RELATED_TEXT
+    assert dedupe.is_related(a, b) == dedupe.is_related(b, a) == expected
 
 
 def test_a_shared_band_alone_makes_a_candidate_only_when_the_texts_are_close():
