@@ -277,7 +277,8 @@ def jaccard(a: tuple[str, ...], b: tuple[str, ...]) -> float:
     sa, sb = shingles(a), shingles(b)
     if not sa or not sb:
         return 0.0
-    return len(sa & sb) / len(sa | sb)
+    shared = len(sa & sb)  # the union is counted, not built
+    return shared / (len(sa) + len(sb) - shared)
 
 
 def texts_compatible(a: tuple[str, ...], b: tuple[str, ...]) -> bool:

@@ -193,6 +193,16 @@ def test_reports_are_related_by_the_cosine_of_their_topic_counts(title_a, text_a
     assert dedupe.is_related(a, b) == dedupe.is_related(b, a) == expected
 
 
+@given(*[st.lists(st.sampled_from(TOPIC_WORDS[:4]), max_size=12) for _ in range(2)])
+def test_jaccard_is_shared_shingles_over_all_shingles(a, b):
+    def shingles(tokens):
+        return {tuple(tokens[i:i + 3]) for i in range(len(tokens) - 2)} if len(tokens) >= 3 else {tuple(tokens)} - {()}
+
+    sa, sb = shingles(a), shingles(b)
+    expected = len(sa & sb) / len(sa | sb) if sa and sb else 0.0
+    assert dedupe.jaccard(tuple(a), tuple(b)) == expected
+
+
 def test_a_shared_band_alone_makes_a_candidate_only_when_the_texts_are_close():
     fp = dedupe.fingerprint(STORM_NORTH.title, STORM_NORTH.content)
     band = dedupe.identity_keys(fp)[-1]
