@@ -27,7 +27,7 @@ from aggregator import dedupe
 from aggregator.ingest import run_once, sightings_of
 from aggregator.read import kind_of, read_page
 from aggregator.storage import Storage
-from bench.corpus import generate, write_text_pages, write_web_pages
+from bench.corpus import generate, write_long_listing, write_text_pages, write_web_pages
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,13 +47,14 @@ class Scale(NamedTuple):
     serve_rounds: int
     live_files: int  # saved while the service answers requests
     live_seconds: int  # of that ingest, at most
+    long_pages: tuple[int, int]  # items on one listing page, a short and a long one
 
 
 # The full run within ten minutes: the million-item store alone takes two and
 # a half to fill, so the cold ingest is of 4 000 files and the growth is
 # measured at its two ends.
-FULL = Scale(4_000, (10_000, 1_000_000), 300, 4, 150, 3, 2, 3, 10_000, 45)
-QUICK = Scale(500, (10_000, 100_000), 100, 3, 100, 2, 1, 2, 300, 45)
+FULL = Scale(4_000, (10_000, 1_000_000), 300, 4, 150, 3, 2, 3, 10_000, 45, (10_000, 60_000))
+QUICK = Scale(500, (10_000, 100_000), 100, 3, 100, 2, 1, 2, 300, 45, (2_000, 10_000))
 PARSE_SAMPLE = 1_000  # files the parse-only rate is taken on: a rate, not a total
 
 
@@ -137,6 +138,25 @@ def cold_ingest(work: Path, files: int) -> dict:
             "web_ingest_items_per_s": sum(web.values()) / web_seconds, "web_sightings": web,
             "cold_items_stored": report.new_items, "cold_sightings": sightings,
             "ingest_bytes_written": written, "store_bytes": stored, "write_amplification": written / stored}
+
+
+def long_page(work: Path, sizes: tuple[int, int]) -> dict:
+    """The ingest rate of one listing page at two lengths, each into an empty
+    store: a page's own dedup looks each item up by its keys, so the longer
+    page's rate stays near the shorter one's (were it quadratic, six times the
+    items would cost 36 times the time). 60 000 such items are 9 MB, within
+    the default size limit of a seed file."""
+    rates = {}
+    for items in sizes:
+        folder = work / f"long-{items}"
+        size = write_long_listing(folder / "archive.txt", items)
+        with Storage(f"sqlite:///{work / f'long-{items}.db'}") as storage:
+            seconds, report = timed(run_once, storage, folder)
+        if report.new_items != items:
+            raise SystemExit(f"the {items}-item page ({size:,} bytes) gave {report.new_items} items")
+        rates[items] = items / seconds
+    short, long = sizes
+    return {"long_page_items_per_s": rates, "long_page_ratio": rates[long] / rates[short]}
 
 
 def index_cost(work: Path, files: int = 300, rounds: int = 5) -> dict:
@@ -557,6 +577,7 @@ def main() -> int:
         steps = [
             ("cold ingest", lambda: cold_ingest(work, scale.files)),
             ("rescan", lambda: rescan(work)),
+            ("one long page", lambda: long_page(work, scale.long_pages)),
             ("search index", lambda: index_cost(work, scale.index_files, scale.index_rounds)),
             ("growth", lambda: growth(work, sizes, scale.growth_files, scale.growth_rounds)),
             ("serving", lambda: serving(work, work / f"growth-{sizes[-1]}.db", scale.serve_seconds,
@@ -581,6 +602,8 @@ def main() -> int:
         ("  parse only, feeds", f"{results['parse_only_by_kind']['feed']:.0f} items/s", "", ""),
         ("ingest of html and feeds", f"{results['web_ingest_items_per_s']:.0f} items/s",
          "into the cold store", ""),
+        ("one long page", f"{results['long_page_items_per_s'][scale.long_pages[1]]:.0f} items/s",
+         f"{results['long_page_ratio']:.2f} x the {scale.long_pages[0]:,}-item page's", ">= 0.5"),
         ("growth", f"{sizes[0]:,} -> {sizes[-1]:,} items", f"{results['growth_drop']:.1%} slower", "<= 20%"),
         ("rescan", f"{results['rescan_seconds'] * 1000:.0f} ms", f"{results['rescan_ratio']:.1f} x scandir", "<= 3"),
         *((f"serve {name}", f"{figure['rps']:.0f} req/s", f"{figure['ratio']:.2f} x bare ({figure['floor_rps']:.0f})",

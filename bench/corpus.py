@@ -137,3 +137,18 @@ def write_web_pages(folder: Path, stories: list[Story], files: int, seed: int = 
             write(folder / f"web{n:06}.rss", rss(rng.sample(stories, ITEMS_PER_PAGE), rng), n)
             sightings["feed"] += ITEMS_PER_PAGE
     return sightings
+
+
+def write_long_listing(path: Path, items: int, seed: int = 3) -> int:
+    """One listing page of `items` distinct stories whose teasers are cut from
+    one template, as a site's archive saved whole: the hardest page for its
+    own dedup, as every teaser shares SimHash bands and topic words with many
+    others. Returns the page's size in bytes."""
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(
+        f"{' '.join(rng.choice(WORDS) for _ in range(4)).capitalize()} {n}\n\n"
+        f"Teaser {n}, about {n * 17} people and {n * 3} boats in the harbour, cut … Read more\n"
+        for n in range(items))
+    path.write_text(text, encoding="utf-8")
+    return len(text.encode())
