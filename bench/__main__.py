@@ -34,7 +34,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 class Scale(NamedTuple):
     """How much each step measures. The quick run is for trying a change:
-    every figure, on smaller samples and fewer rounds, within two minutes;
+    every figure, on smaller samples and fewer rounds, in about two minutes;
     the full run is the measurement."""
 
     files: int  # the cold ingest's pages (and the rescan's)
@@ -565,7 +565,7 @@ def plot(results: dict, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench")
     parser.add_argument("--quick", action="store_true",
-                        help="500 files, growth up to 100 k items, shorter rounds: within two minutes")
+                        help="500 files, growth up to 100 k items, shorter rounds: about two minutes")
     args = parser.parse_args()
     need_wrk()  # before ten minutes of ingest, not after
     scale = QUICK if args.quick else FULL
@@ -603,7 +603,7 @@ def main() -> int:
         ("ingest of html and feeds", f"{results['web_ingest_items_per_s']:.0f} items/s",
          "into the cold store", ""),
         ("one long page", f"{results['long_page_items_per_s'][scale.long_pages[1]]:.0f} items/s",
-         f"{results['long_page_ratio']:.2f} x the {scale.long_pages[0]:,}-item page's", ">= 0.5"),
+         f"{results['long_page_ratio']:.2f} x at {scale.long_pages[0]:,} items", ">= 0.5"),
         ("growth", f"{sizes[0]:,} -> {sizes[-1]:,} items", f"{results['growth_drop']:.1%} slower", "<= 20%"),
         ("rescan", f"{results['rescan_seconds'] * 1000:.0f} ms", f"{results['rescan_ratio']:.1f} x scandir", "<= 3"),
         *((f"serve {name}", f"{figure['rps']:.0f} req/s", f"{figure['ratio']:.2f} x bare ({figure['floor_rps']:.0f})",
