@@ -50,7 +50,7 @@ class Scale(NamedTuple):
     long_pages: tuple[int, int]  # items on one listing page, a short and a long one
 
 
-# The full run within ten minutes: the million-item store alone takes two and
+# The full run in about ten minutes (a minute and a half of it the long page): the million-item store alone takes two and
 # a half to fill, so the cold ingest is of 4 000 files and the growth is
 # measured at its two ends.
 FULL = Scale(4_000, (10_000, 1_000_000), 300, 4, 150, 3, 2, 3, 10_000, 45, (10_000, 60_000))
