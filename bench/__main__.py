@@ -50,9 +50,9 @@ class Scale(NamedTuple):
     long_pages: tuple[int, int]  # items on one listing page, a short and a long one
 
 
-# The full run in about ten minutes (a minute and a half of it the long page): the million-item store alone takes two and
-# a half to fill, so the cold ingest is of 4 000 files and the growth is
-# measured at its two ends.
+# The full run in about ten minutes, a minute and a half of it the long page:
+# the million-item store alone takes two and a half to fill, so the cold
+# ingest is of 4 000 files and the growth is measured at its two ends.
 FULL = Scale(4_000, (10_000, 1_000_000), 300, 4, 150, 3, 2, 3, 10_000, 45, (10_000, 60_000))
 QUICK = Scale(500, (10_000, 100_000), 100, 3, 100, 2, 1, 2, 300, 45, (2_000, 10_000))
 PARSE_SAMPLE = 1_000  # files the parse-only rate is taken on: a rate, not a total
