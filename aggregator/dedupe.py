@@ -609,18 +609,11 @@ def page_candidates(fp: Fingerprint, own: Sequence[tuple[str, str]], holders: Ma
             strong.update(refs)
             let_go = let_go or len(refs) >= MAX_HOLDERS_PER_KEY
     found = list(strong)
-    mine = fp.simhash
-    # Up to 200 band holders a sighting on a long templated page: `near` is
-    # written out here, not called for each.
     for ref in banded - strong:
         known = state[ref]
-        for other in known.simhashes:
-            if other is None or ((mine ^ other) & UNSIGNED_64).bit_count() <= MAX_SIMHASH_DISTANCE:
-                found.append(ref)
-                break
-        else:
-            if let_go and not known.keys.isdisjoint(strong_keys):
-                found.append(ref)
+        if (any(near(fp.simhash, other) for other in known.simhashes)
+                or (let_go and not known.keys.isdisjoint(strong_keys))):
+            found.append(ref)
     return found
 
 
